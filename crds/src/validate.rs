@@ -1,0 +1,433 @@
+//! Operator-side validation: turns a `ManagedSecretSpec` into the pure rotation policy the
+//! lifecycle core works with. It repeats the CRD's schema and CEL checks (a CRD applied without
+//! them, or an older API server, must not let bad input through) and adds what CEL cannot
+//! check: cron syntax and the time-zone database. Every error names the field and the fix.
+
+use std::fmt;
+use std::time::Duration;
+
+use keyturn_core::duration::parse_duration;
+use keyturn_core::policy::{PolicyError, RotateBefore, RotationPolicy};
+use keyturn_core::schedule::{CronTrigger, ScheduleError, Trigger};
+
+use crate::spec::{
+    ManagedSecretSpec, PostgresRotatorSpec, PostgresStrategy, RotatorSpec, VaultRotatorSpec,
+};
+
+/// PostgreSQL's identifier length limit (NAMEDATALEN - 1).
+const POSTGRES_MAX_IDENTIFIER: usize = 63;
+const ALTERNATE_ROLE_SUFFIX: &str = "_alt";
+const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the offending field, e.g. `spec.rotation.schedule`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Errors from the core already start with the field path; don't print it twice.
+        if self.message.starts_with(&self.field) {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found in a spec (validation does not stop at the first).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecErrors(Vec<FieldError>);
+
+impl SpecErrors {
+    pub fn errors(&self) -> &[FieldError] {
+        &self.0
+    }
+}
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let joined: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        write!(f, "invalid ManagedSecret spec: {}", joined.join("; "))
+    }
+}
+
+/// Which backend a spec uses; also the value of `status.rotator` and a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RotatorKind {
+    Postgres,
+    Vault,
+    AwsSecretsManager,
+}
+
+impl RotatorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotatorKind::Postgres => "postgres",
+            RotatorKind::Vault => "vault",
+            RotatorKind::AwsSecretsManager => "awsSecretsManager",
+        }
+    }
+}
+
+impl fmt::Display for RotatorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A spec that passed every check, with its durations and schedule parsed.
+#[derive(Debug, Clone)]
+pub struct ValidatedSpec {
+    pub rotator: RotatorKind,
+    pub policy: RotationPolicy,
+    pub rollout_timeout: Duration,
+}
+
+/// Collects field errors while the checks run.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Parses an optional duration field, recording a problem when it does not parse.
+    fn duration(&mut self, field: &str, value: Option<&str>) -> Option<Duration> {
+        let text = value?;
+        match parse_duration(text) {
+            Ok(parsed) => Some(parsed),
+            Err(error) => {
+                self.push(
+                    field,
+                    format!("{error}; write a duration such as 720h, 90m or 1h30m (units h, m, s; no days)"),
+                );
+                None
+            }
+        }
+    }
+}
+
+pub fn validate_spec(spec: &ManagedSecretSpec) -> Result<ValidatedSpec, SpecErrors> {
+    let mut problems = Problems::default();
+    let rotator = validate_rotator(&spec.rotator, &mut problems);
+    let policy = validate_policy(spec, &mut problems);
+    let rollout_timeout = spec
+        .consumers
+        .as_ref()
+        .and_then(|consumers| {
+            problems.duration(
+                "spec.consumers.rolloutTimeout",
+                consumers.rollout_timeout.as_deref(),
+            )
+        })
+        .unwrap_or(DEFAULT_ROLLOUT_TIMEOUT);
+    if let Some(access) = &spec.access {
+        for (index, account) in access.service_accounts.iter().enumerate() {
+            if !is_dns_subdomain(&account.0) {
+                problems.push(
+                    &format!("spec.access.serviceAccounts[{index}]"),
+                    "must be a ServiceAccount name: lower-case letters, digits, '-' and '.', at most 253 characters",
+                );
+            }
+        }
+    }
+    if let Some(name) = &spec.secret_name
+        && !is_dns_subdomain(name)
+    {
+        problems.push(
+            "spec.secretName",
+            "must be a Secret name: lower-case letters, digits, '-' and '.', at most 253 characters",
+        );
+    }
+    match (rotator, policy) {
+        (Some(rotator), Some(policy)) if problems.0.is_empty() => Ok(ValidatedSpec {
+            rotator,
+            policy,
+            rollout_timeout,
+        }),
+        _ => Err(SpecErrors(problems.0)),
+    }
+}
+
+fn validate_rotator(rotator: &RotatorSpec, problems: &mut Problems) -> Option<RotatorKind> {
+    let mut chosen = Vec::new();
+    if let Some(postgres) = &rotator.postgres {
+        validate_postgres(postgres, problems);
+        chosen.push(RotatorKind::Postgres);
+    }
+    if let Some(vault) = &rotator.vault {
+        validate_vault(vault, problems);
+        chosen.push(RotatorKind::Vault);
+    }
+    if let Some(aws) = &rotator.aws_secrets_manager {
+        if !aws
+            .secret_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_+=.@:-".contains(c))
+        {
+            problems.push(
+                "spec.rotator.awsSecretsManager.secretId",
+                "must be a secret name or ARN: letters, digits and /_+=.@:- only",
+            );
+        }
+        chosen.push(RotatorKind::AwsSecretsManager);
+    }
+    match chosen.as_slice() {
+        [one] => Some(*one),
+        [] => {
+            problems.push(
+                "spec.rotator",
+                "set one of postgres, vault or awsSecretsManager",
+            );
+            None
+        }
+        _ => {
+            problems.push(
+                "spec.rotator",
+                "set only one of postgres, vault or awsSecretsManager",
+            );
+            None
+        }
+    }
+}
+
+fn validate_postgres(postgres: &PostgresRotatorSpec, problems: &mut Problems) {
+    check_postgres_role("spec.rotator.postgres.role", &postgres.role, problems);
+    if let Some(alternate) = &postgres.alternate_role {
+        check_postgres_role("spec.rotator.postgres.alternateRole", alternate, problems);
+        if alternate == &postgres.role {
+            problems.push(
+                "spec.rotator.postgres.alternateRole",
+                "must differ from spec.rotator.postgres.role",
+            );
+        }
+        if postgres.strategy != PostgresStrategy::AlternatingUsers {
+            problems.push(
+                "spec.rotator.postgres.alternateRole",
+                "is only used with strategy AlternatingUsers; remove it or change the strategy",
+            );
+        }
+    } else if postgres.strategy == PostgresStrategy::AlternatingUsers
+        && postgres.role.len() + ALTERNATE_ROLE_SUFFIX.len() > POSTGRES_MAX_IDENTIFIER
+    {
+        problems.push(
+            "spec.rotator.postgres.role",
+            "is too long for the default alternate role `<role>_alt` (63 bytes at most); shorten it or set alternateRole",
+        );
+    }
+    if postgres.port == 0 {
+        problems.push("spec.rotator.postgres.port", "must be between 1 and 65535");
+    }
+}
+
+/// The unquoted lower-case identifier subset: the same name quoted or unquoted, never SQL.
+fn check_postgres_role(field: &str, role: &str, problems: &mut Problems) {
+    let mut chars = role.chars();
+    let starts_well = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !starts_well || !rest_ok || role.len() > POSTGRES_MAX_IDENTIFIER {
+        problems.push(
+            field,
+            "must be a PostgreSQL role name of lower-case letters, digits and '_', starting with a letter or '_', at most 63 characters",
+        );
+    }
+}
+
+fn validate_vault(vault: &VaultRotatorSpec, problems: &mut Problems) {
+    let scheme_ok = vault.address.starts_with("https://") || vault.address.starts_with("http://");
+    if !scheme_ok {
+        problems.push(
+            "spec.rotator.vault.address",
+            "must be an http(s) URL such as https://vault.vault.svc:8200",
+        );
+    }
+    if vault.database_static_role.is_some() == vault.kv.is_some() {
+        problems.push(
+            "spec.rotator.vault",
+            "set exactly one of databaseStaticRole or kv",
+        );
+    }
+    let auth = &vault.auth;
+    let methods = [
+        auth.token.is_some(),
+        auth.app_role.is_some(),
+        auth.kubernetes.is_some(),
+    ];
+    if methods.iter().filter(|set| **set).count() != 1 {
+        problems.push(
+            "spec.rotator.vault.auth",
+            "set exactly one of token, appRole or kubernetes",
+        );
+    }
+    let paths = [
+        (
+            "spec.rotator.vault.databaseStaticRole.mount",
+            vault
+                .database_static_role
+                .as_ref()
+                .map(|s| s.mount.as_str()),
+        ),
+        (
+            "spec.rotator.vault.databaseStaticRole.role",
+            vault.database_static_role.as_ref().map(|s| s.role.as_str()),
+        ),
+        (
+            "spec.rotator.vault.kv.mount",
+            vault.kv.as_ref().map(|kv| kv.mount.as_str()),
+        ),
+        (
+            "spec.rotator.vault.kv.path",
+            vault.kv.as_ref().map(|kv| kv.path.as_str()),
+        ),
+    ];
+    for (field, value) in paths {
+        if let Some(path) = value
+            && !is_vault_path(path)
+        {
+            problems.push(field, "must be a Vault path of letters, digits and _.- segments separated by '/', without '..'");
+        }
+    }
+}
+
+fn validate_policy(spec: &ManagedSecretSpec, problems: &mut Problems) -> Option<RotationPolicy> {
+    let rotation = &spec.rotation;
+    let every = problems.duration("spec.rotation.every", rotation.every.as_deref());
+    let window = problems.duration("spec.rotation.window", rotation.window.as_deref());
+    let rotate_before = problems.duration(
+        "spec.rotation.rotateBefore",
+        rotation.rotate_before.as_deref(),
+    );
+    let ttl = spec
+        .expiry
+        .as_ref()
+        .and_then(|expiry| problems.duration("spec.expiry.ttl", expiry.ttl.as_deref()));
+
+    if rotation.window.is_some() && rotation.schedule.is_none() {
+        problems.push(
+            "spec.rotation.window",
+            "only applies to spec.rotation.schedule; remove it or add a schedule",
+        );
+    }
+    if rotation.time_zone.is_some() && rotation.schedule.is_none() {
+        problems.push(
+            "spec.rotation.timeZone",
+            "only applies to spec.rotation.schedule; remove it or add a schedule",
+        );
+    }
+    let trigger = match (&rotation.every, &rotation.schedule) {
+        (Some(_), Some(_)) => {
+            problems.push(
+                "spec.rotation",
+                "set only one of every (an interval such as 720h) or schedule (cron such as \"0 3 * * SUN\")",
+            );
+            None
+        }
+        (None, None) => {
+            problems.push(
+                "spec.rotation",
+                "set one of every (an interval such as 720h) or schedule (cron such as \"0 3 * * SUN\")",
+            );
+            None
+        }
+        (Some(_), None) => every.map(|every| Trigger::Interval { every }),
+        (None, Some(expression)) => {
+            match CronTrigger::parse(expression, rotation.time_zone.as_deref(), window) {
+                Ok(cron) => Some(Trigger::Cron(cron)),
+                Err(error) => {
+                    problems.push(schedule_error_field(&error), error.to_string());
+                    None
+                }
+            }
+        }
+    };
+    let rotate_before = match (rotate_before, rotation.rotate_before_percent) {
+        (Some(_), Some(_)) => {
+            problems.push(
+                "spec.rotation.rotateBeforePercent",
+                "set only one of spec.rotation.rotateBefore or spec.rotation.rotateBeforePercent",
+            );
+            None
+        }
+        (Some(before), None) => Some(RotateBefore::Duration(before)),
+        (None, Some(percent)) => Some(RotateBefore::Percent(percent)),
+        (None, None) => None,
+    };
+    let policy = RotationPolicy {
+        trigger: trigger?,
+        rotate_before,
+        ttl,
+        paused: rotation.paused,
+    };
+    if let Err(error) = policy.validate() {
+        problems.push(policy_error_field(&error), error.to_string());
+        return None;
+    }
+    if let (Some(every), Some(ttl)) = (every, ttl)
+        && every > ttl
+    {
+        problems.push(
+            "spec.rotation.every",
+            "must not be longer than spec.expiry.ttl: the credential would expire before its scheduled rotation",
+        );
+        return None;
+    }
+    Some(policy)
+}
+
+fn schedule_error_field(error: &ScheduleError) -> &'static str {
+    match error {
+        ScheduleError::UnknownTimeZone { .. } => "spec.rotation.timeZone",
+        ScheduleError::ZeroWindow => "spec.rotation.window",
+        ScheduleError::FieldCount { .. } | ScheduleError::Invalid { .. } => {
+            "spec.rotation.schedule"
+        }
+    }
+}
+
+fn policy_error_field(error: &PolicyError) -> &'static str {
+    match error {
+        PolicyError::ZeroInterval => "spec.rotation.every",
+        PolicyError::ZeroRotateBefore | PolicyError::RotateBeforeNotShorterThanTtl { .. } => {
+            "spec.rotation.rotateBefore"
+        }
+        PolicyError::PercentOutOfRange { .. } => "spec.rotation.rotateBeforePercent",
+        PolicyError::ZeroTtl => "spec.expiry.ttl",
+        PolicyError::ZeroWindow => "spec.rotation.window",
+    }
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn is_vault_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != ".."
+                && segment != "."
+                && segment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        })
+}
