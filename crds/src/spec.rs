@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::status::ManagedSecretStatus;
 
 /// Go/Kubernetes duration syntax, the same that CEL's `duration()` accepts (`720h`, `1h30m`, `90s`).
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+$";
 /// A DNS-1123 subdomain: Secret, ServiceAccount and workload names.
 pub const DNS_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
@@ -18,14 +18,15 @@ pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
 /// PostgreSQL role names keyturn manages: the unquoted, lower-case identifier subset, so that a
 /// name means the same thing quoted or not and can never carry SQL.
 pub const POSTGRES_ROLE_PATTERN: &str = r"^[a-z_][a-z0-9_]*$";
-/// Vault mount and path segments: no spaces, quotes or `..` traversal (checked by CEL).
-pub const VAULT_PATH_PATTERN: &str = r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$";
+/// Vault mount and path segments: no spaces, quotes, empty segments or `..` traversal.
+pub const VAULT_PATH_PATTERN: &str =
+    r"^\.?[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\.?(/\.?[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\.?)*$";
 /// An AWS Secrets Manager secret name or ARN (the characters AWS allows).
 pub const AWS_SECRET_ID_PATTERN: &str = r"^[A-Za-z0-9/_+=.@:\-]+$";
-pub const AWS_REGION_PATTERN: &str = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$";
+pub const AWS_REGION_PATTERN: &str = r"^[a-z]{2,4}(-[a-z]+){1,3}-[0-9]+$";
 /// A 5-field cron expression or one of the `@daily`-style macros; full parsing is the operator's.
 pub const CRON_SHAPE_PATTERN: &str =
-    r"^(@(yearly|annually|monthly|weekly|daily|hourly)|\S+(\s+\S+){4})$";
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+(\s+\S+){4})$";
 /// An IANA time-zone name shape; the operator checks it against the time-zone database.
 pub const TIME_ZONE_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$";
 
@@ -156,7 +157,7 @@ pub struct PostgresRotatorSpec {
     /// Host name or address of the PostgreSQL server.
     #[schemars(
         length(min = 1, max = 253),
-        pattern(r"^[A-Za-z0-9]([A-Za-z0-9.\-:]*[A-Za-z0-9])?$")
+        pattern(r"^[A-Za-z0-9:]([A-Za-z0-9.\-:]*[A-Za-z0-9])?$")
     )]
     pub host: String,
     #[serde(default = "default_postgres_port")]
@@ -240,8 +241,8 @@ pub enum PostgresSslMode {
 #[x_kube(
     validation = Rule::new("has(self.databaseStaticRole) != has(self.kv)")
         .message("set exactly one of spec.rotator.vault.databaseStaticRole or spec.rotator.vault.kv"),
-    validation = Rule::new("isURL(self.address) && url(self.address).getScheme() in ['http', 'https']")
-        .message("spec.rotator.vault.address must be an http(s) URL such as https://vault.vault.svc:8200")
+    validation = Rule::new("isURL(self.address) && url(self.address).getScheme() in ['http', 'https'] && url(self.address).getHostname() != '' && !self.address.matches('^[^:/?#]+://[^/?#]*@')")
+        .message("spec.rotator.vault.address must be an http(s) URL with a host and no user or password in it, such as https://vault.vault.svc:8200")
         .field_path(".address"),
 )]
 #[serde(rename_all = "camelCase")]

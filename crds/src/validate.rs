@@ -11,13 +11,19 @@ use keyturn_core::policy::{PolicyError, RotateBefore, RotationPolicy};
 use keyturn_core::schedule::{CronTrigger, ScheduleError, Trigger};
 
 use crate::spec::{
-    ManagedSecretSpec, PostgresRotatorSpec, PostgresStrategy, RotatorSpec, VaultRotatorSpec,
+    ManagedSecretSpec, PostgresRotatorSpec, PostgresSslMode, PostgresStrategy, RotatorSpec,
+    VaultRotatorSpec,
 };
 
 /// PostgreSQL's identifier length limit (NAMEDATALEN - 1).
 const POSTGRES_MAX_IDENTIFIER: usize = 63;
 const ALTERNATE_ROLE_SUFFIX: &str = "_alt";
 const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Shortest interval and window: the same floor as the CRD's CEL rules.
+const MIN_INTERVAL: Duration = Duration::from_secs(60);
+/// Shortest credential lifetime: the same floor as the CRD's CEL rule.
+const MIN_TTL: Duration = Duration::from_secs(5 * 60);
+const PASSWORD_LENGTHS: std::ops::RangeInclusive<u16> = 16..=256;
 
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +233,17 @@ fn validate_postgres(postgres: &PostgresRotatorSpec, problems: &mut Problems) {
     if postgres.port == 0 {
         problems.push("spec.rotator.postgres.port", "must be between 1 and 65535");
     }
+    if postgres.ca_secret_ref.is_some()
+        && !matches!(
+            postgres.ssl_mode,
+            PostgresSslMode::VerifyCa | PostgresSslMode::VerifyFull
+        )
+    {
+        problems.push(
+            "spec.rotator.postgres.caSecretRef",
+            "needs sslMode verify-ca or verify-full to have any effect",
+        );
+    }
 }
 
 /// The unquoted lower-case identifier subset: the same name quoted or unquoted, never SQL.
@@ -250,6 +267,14 @@ fn validate_vault(vault: &VaultRotatorSpec, problems: &mut Problems) {
         problems.push(
             "spec.rotator.vault.address",
             "must be an http(s) URL such as https://vault.vault.svc:8200",
+        );
+    }
+    if let Some(kv) = &vault.kv
+        && !PASSWORD_LENGTHS.contains(&kv.password_length)
+    {
+        problems.push(
+            "spec.rotator.vault.kv.passwordLength",
+            "must be between 16 and 256",
         );
     }
     if vault.database_static_role.is_some() == vault.kv.is_some() {
@@ -313,6 +338,18 @@ fn validate_policy(spec: &ManagedSecretSpec, problems: &mut Problems) -> Option<
         .as_ref()
         .and_then(|expiry| problems.duration("spec.expiry.ttl", expiry.ttl.as_deref()));
 
+    for (field, value, floor) in [
+        ("spec.rotation.every", every, MIN_INTERVAL),
+        ("spec.rotation.window", window, MIN_INTERVAL),
+        ("spec.expiry.ttl", ttl, MIN_TTL),
+    ] {
+        if value.is_some_and(|value| value < floor) {
+            problems.push(
+                field,
+                format!("must be at least {}", keyturn_core::format_duration(floor)),
+            );
+        }
+    }
     if rotation.window.is_some() && rotation.schedule.is_none() {
         problems.push(
             "spec.rotation.window",

@@ -176,12 +176,25 @@ fn compile(expression: &str) -> Result<Vec<cron::Schedule>, ScheduleError> {
         expression: expression.to_owned(),
         reason,
     };
+    for (name, field, low, high) in [
+        ("minute", minute, 0, 59),
+        ("hour", hour, 0, 23),
+        ("day-of-month", day_of_month, 1, 31),
+        ("month", month, 1, 12),
+    ] {
+        check_numeric_range(name, field, low, high).map_err(invalid)?;
+    }
     let weekdays = weekday_field(day_of_week).map_err(invalid)?;
     let build = |day_of_month: &str, day_of_week: &str| {
         cron::Schedule::from_str(&format!(
             "0 {minute} {hour} {day_of_month} {month} {day_of_week}"
         ))
-        .map_err(|error| invalid(error.to_string()))
+        // The crate's message is multi-line, shows its internal 6-field form and is off by one
+        // in places; keep only its last line.
+        .map_err(|error| {
+            let text = error.to_string();
+            invalid(text.lines().last().unwrap_or_default().trim().to_owned())
+        })
     };
     let restricted = |field: &str| field != "*" && field != "?";
     if restricted(day_of_month) && restricted(day_of_week) {
@@ -189,6 +202,29 @@ fn compile(expression: &str) -> Result<Vec<cron::Schedule>, ScheduleError> {
     } else {
         Ok(vec![build(day_of_month, &weekdays)?])
     }
+}
+
+/// Checks the numbers in one cron field (lists, ranges and steps) against the field's bounds, so
+/// the error says which field is wrong in cron's own terms. Names such as `JAN` are left to the
+/// parser.
+fn check_numeric_range(name: &str, field: &str, low: u32, high: u32) -> Result<(), String> {
+    for item in field.split(',') {
+        let (range, step) = item.split_once('/').unwrap_or((item, ""));
+        if !step.is_empty() && step.parse::<u32>().map_or(true, |step| step == 0) {
+            return Err(format!("{name} step {step:?} must be a positive number"));
+        }
+        for bound in range.split('-') {
+            if bound == "*" || bound == "?" || bound.is_empty() {
+                continue;
+            }
+            if let Ok(value) = bound.parse::<u32>()
+                && !(low..=high).contains(&value)
+            {
+                return Err(format!("{name} {value} is out of range {low}-{high}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 const WEEKDAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
@@ -289,6 +325,17 @@ mod tests {
             CronTrigger::parse("61 3 * * *", None, None),
             Err(ScheduleError::Invalid { .. })
         ));
+        for (expression, message) in [
+            ("61 3 * * *", "minute 61 is out of range 0-59"),
+            ("0 24 * * *", "hour 24 is out of range 0-23"),
+            ("0 3 0 * *", "day-of-month 0 is out of range 1-31"),
+            ("0 3 * 13 *", "month 13 is out of range 1-12"),
+            ("*/0 3 * * *", "minute step \"0\" must be a positive number"),
+        ] {
+            let error = CronTrigger::parse(expression, None, None).unwrap_err().to_string();
+            assert!(error.ends_with(message), "{expression}: {error}");
+            assert!(!error.contains('\n'), "{expression}: {error}");
+        }
         assert!(matches!(
             CronTrigger::parse("0 3 * * 8", None, None),
             Err(ScheduleError::Invalid { .. })
