@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, starts the real backends (PostgreSQL, OpenBao,
+# moto) on free loopback ports, runs fmt, clippy, nextest and doc tests, and always stops the
+# backends again.
+#
+#   ./scripts/test.sh                       # everything
+#   ./scripts/test.sh -p keyturn-testenv    # extra arguments go to `cargo nextest run`
+#   ./scripts/test.sh --serve               # only start the backends and wait for Ctrl-C;
+#                                           # then, elsewhere: source target/test-env.sh
+#
+# Logs of installs and servers: target/test-logs/. Exit code: non-zero when any phase failed.
+set -euo pipefail
+
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/backends.sh
+source "${KEYTURN_ROOT}/scripts/lib/backends.sh"
+
+cd "${KEYTURN_ROOT}"
+
+SERVE=0
+if [[ "${1:-}" == "--serve" ]]; then
+    SERVE=1
+    shift
+fi
+
+# The command currently running in the foreground phase (its own process group), so a signal
+# can stop it together with the backends.
+CHILD=""
+FAILED=()
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n "${CHILD}" ]]; then
+        kill -TERM -- "-${CHILD}" 2>/dev/null || true
+        wait "${CHILD}" 2>/dev/null || true
+        CHILD=""
+    fi
+    backends_stop
+    case "${rc}" in
+    0) phase_summary ok ;;
+    130 | 143) phase_summary interrupted ;;
+    *) phase_summary "FAILED (exit ${rc})" ;;
+    esac
+    exit "${rc}"
+}
+trap cleanup EXIT
+trap 'printf "\ninterrupted\n" >&2; exit 130' INT
+trap 'printf "\nterminated\n" >&2; exit 143' TERM
+
+# run_phase NAME CMD...: runs CMD in its own process group and in the background, so that a
+# signal to this script is handled at once rather than after CMD finishes.
+run_phase() {
+    local name="$1" rc=0
+    shift
+    phase "${name}"
+    printf '$ %s\n' "$*" >&2
+    setsid "$@" </dev/null &
+    CHILD=$!
+    wait "${CHILD}" || rc=$?
+    CHILD=""
+    if ((rc == 0)); then
+        phase_end ok
+    else
+        phase_end "FAILED (exit ${rc})"
+        FAILED+=("${name}")
+    fi
+}
+
+phase "Install test tools"
+backends_install
+
+phase "Start backends"
+backends_start
+info "environment written to target/test-env.sh"
+
+if ((SERVE)); then
+    phase_end
+    printf '\nBackends are running. In another shell:\n    source %s\nPress Ctrl-C to stop them.\n' \
+        "${KEYTURN_ENV_FILE}" >&2
+    # Short sleeps waited for in the background: a signal is handled within a moment, and a
+    # killed run leaves nothing behind that outlives it by more than a second.
+    while true; do
+        sleep 1 &
+        wait $! || true
+    done
+fi
+
+run_phase "cargo fmt" cargo fmt --all -- --check
+run_phase "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+# --workspace would override a package selection passed by the caller (-p NAME): drop it then.
+SCOPE=(--workspace)
+for arg in "$@"; do
+    case "${arg}" in
+    -p | -p* | --package | --package=*) SCOPE=() ;;
+    esac
+done
+run_phase "cargo nextest" cargo nextest run "${SCOPE[@]}" --locked --no-fail-fast "$@"
+run_phase "doc tests" cargo test --workspace --doc --locked
+
+if ((${#FAILED[@]})); then
+    printf '\nFAILED:' >&2
+    printf ' [%s]' "${FAILED[@]}" >&2
+    printf '\n' >&2
+    exit 1
+fi
+printf '\nAll phases passed.\n' >&2
