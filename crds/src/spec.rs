@@ -78,7 +78,8 @@ pub struct ManagedSecretSpec {
     /// When rotation happens.
     pub rotation: RotationSpec,
 
-    /// Lifetime enforced at the backend (PostgreSQL VALID UNTIL, Vault TTL).
+    /// Lifetime of each credential: enforced by PostgreSQL (VALID UNTIL) and used to plan rotation
+    /// before expiry. Vault static roles expire by their own rotation_period, not by this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry: Option<ExpirySpec>,
 
@@ -430,7 +431,7 @@ pub struct RotationSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExpirySpec {
-    /// Lifetime of each credential, enforced at the backend, e.g. `2160h`.
+    /// Lifetime of each credential, e.g. `2160h` (PostgreSQL enforces it with VALID UNTIL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 2, max = 64), pattern(DURATION_PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('5m')")

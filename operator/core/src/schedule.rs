@@ -332,7 +332,9 @@ mod tests {
             ("0 3 * 13 *", "month 13 is out of range 1-12"),
             ("*/0 3 * * *", "minute step \"0\" must be a positive number"),
         ] {
-            let error = CronTrigger::parse(expression, None, None).unwrap_err().to_string();
+            let error = CronTrigger::parse(expression, None, None)
+                .unwrap_err()
+                .to_string();
             assert!(error.ends_with(message), "{expression}: {error}");
             assert!(!error.contains('\n'), "{expression}: {error}");
         }
