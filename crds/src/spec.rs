@@ -2,6 +2,8 @@
 //! Shape checks the API server can enforce live here as schema patterns and CEL rules;
 //! checks it cannot (cron syntax, the time-zone database) live in `validate.rs`.
 
+use std::collections::BTreeMap;
+
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,8 @@ pub const CRON_SHAPE_PATTERN: &str =
     r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+(\s+\S+){4})$";
 /// An IANA time-zone name shape; the operator checks it against the time-zone database.
 pub const TIME_ZONE_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$";
+/// A third-party rotator driver: `<DNS domain>/<name>`, so it can never clash with a built-in.
+pub const DRIVER_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+/[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 /// A credential that keyturn issues, verifies, publishes, restarts consumers for and retires
 /// before it expires.
@@ -114,8 +118,8 @@ pub enum DeletionPolicy {
 
 /// Exactly one backend.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("[has(self.postgres), has(self.vault), has(self.awsSecretsManager)].filter(x, x).size() == 1")
-    .message("set exactly one of spec.rotator.postgres, spec.rotator.vault or spec.rotator.awsSecretsManager"))]
+#[x_kube(validation = Rule::new("[has(self.postgres), has(self.vault), has(self.awsSecretsManager), has(self.custom)].filter(x, x).size() == 1")
+    .message("set exactly one of spec.rotator.postgres, spec.rotator.vault, spec.rotator.awsSecretsManager or spec.rotator.custom"))]
 #[serde(rename_all = "camelCase")]
 pub struct RotatorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +128,28 @@ pub struct RotatorSpec {
     pub vault: Option<VaultRotatorSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_secrets_manager: Option<AwsSecretsManagerRotatorSpec>,
+    /// A third-party rotator registered in this keyturn build under `driver`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom: Option<CustomRotatorSpec>,
+}
+
+/// A rotator added by a third party without changes to keyturn: the driver registered under
+/// `driver` receives `parameters` and the resolved values of `secretRefs`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomRotatorSpec {
+    /// The driver's name, `<DNS domain>/<name>`, e.g. `example.com/token-service`.
+    #[schemars(length(min = 3, max = 253), pattern(DRIVER_NAME_PATTERN))]
+    pub driver: String,
+    /// Driver settings. Not for secrets: they are visible to everyone who can read the
+    /// ManagedSecret; use secretRefs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub parameters: BTreeMap<String, String>,
+    /// Secrets the driver needs (admin credentials, API tokens), by the name the driver expects.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub secret_refs: BTreeMap<String, SecretKeyRef>,
 }
 
 /// A reference to a key of a Secret in the ManagedSecret's namespace.

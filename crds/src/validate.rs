@@ -68,6 +68,8 @@ pub enum RotatorKind {
     Postgres,
     Vault,
     AwsSecretsManager,
+    /// A third-party driver from `spec.rotator.custom`.
+    Custom,
 }
 
 impl RotatorKind {
@@ -76,6 +78,7 @@ impl RotatorKind {
             RotatorKind::Postgres => "postgres",
             RotatorKind::Vault => "vault",
             RotatorKind::AwsSecretsManager => "awsSecretsManager",
+            RotatorKind::Custom => "custom",
         }
     }
 }
@@ -187,19 +190,28 @@ fn validate_rotator(rotator: &RotatorSpec, problems: &mut Problems) -> Option<Ro
         }
         chosen.push(RotatorKind::AwsSecretsManager);
     }
+    if let Some(custom) = &rotator.custom {
+        if !is_driver_name(&custom.driver) {
+            problems.push(
+                "spec.rotator.custom.driver",
+                "must be <DNS domain>/<name> in lower case, e.g. example.com/token-service",
+            );
+        }
+        chosen.push(RotatorKind::Custom);
+    }
     match chosen.as_slice() {
         [one] => Some(*one),
         [] => {
             problems.push(
                 "spec.rotator",
-                "set one of postgres, vault or awsSecretsManager",
+                "set one of postgres, vault, awsSecretsManager or custom",
             );
             None
         }
         _ => {
             problems.push(
                 "spec.rotator",
-                "set only one of postgres, vault or awsSecretsManager",
+                "set only one of postgres, vault, awsSecretsManager or custom",
             );
             None
         }
@@ -455,6 +467,21 @@ fn is_dns_subdomain(name: &str) -> bool {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
+}
+
+fn is_driver_name(name: &str) -> bool {
+    let Some((domain, driver)) = name.split_once('/') else {
+        return false;
+    };
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    domain.contains('.') && is_dns_subdomain(domain) && label_ok(driver) && name.len() <= 253
 }
 
 fn is_vault_path(path: &str) -> bool {

@@ -270,6 +270,19 @@ fn describe_rotator(managed_secret: &ManagedSecret, validated: &ValidatedSpec) -
             aws.secret_id, aws.region, aws.mode
         );
     }
+    if let Some(custom) = &rotator.custom {
+        let secrets: Vec<&str> = custom.secret_refs.keys().map(String::as_str).collect();
+        return format!(
+            "custom driver {} (parameters: {}; secrets: {}); the operator must be a build that registered it",
+            custom.driver,
+            custom.parameters.len(),
+            if secrets.is_empty() {
+                "none".to_owned()
+            } else {
+                secrets.join(", ")
+            }
+        );
+    }
     validated.rotator.to_string()
 }
 

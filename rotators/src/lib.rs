@@ -12,5 +12,5 @@ pub mod vault;
 
 pub use credential::{Credential, CredentialId, SecretValue, generate_password};
 pub use error::{ErrorCategory, RotatorError};
-pub use factory::{SecretSource, build_rotator};
+pub use factory::{RotatorDriver, RotatorRegistry, SecretSource, build_rotator};
 pub use rotator::{RotationContext, Rotator};

@@ -97,3 +97,182 @@ async fn two_rotators_are_refused() {
         .expect("two rotators");
     assert_eq!(error.category(), ErrorCategory::Misconfigured);
 }
+
+// A third-party rotator, written outside the crate the way an integrator would: an in-house
+// token service (here a map) behind the `Rotator` trait, registered as a driver.
+mod third_party {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use keyturn_rotators::{
+        Credential, CredentialId, ErrorCategory, RotationContext, Rotator, RotatorDriver,
+        RotatorError, SecretValue, generate_password,
+    };
+
+    /// The token service: token id -> (value, current?).
+    pub type TokenStore = Arc<Mutex<BTreeMap<String, (String, bool)>>>;
+
+    pub struct TokenServiceDriver {
+        pub store: TokenStore,
+    }
+
+    #[async_trait]
+    impl RotatorDriver for TokenServiceDriver {
+        fn name(&self) -> &str {
+            "example.com/token-service"
+        }
+
+        async fn build(
+            &self,
+            parameters: &BTreeMap<String, String>,
+            secrets: &BTreeMap<String, SecretValue>,
+        ) -> Result<Box<dyn Rotator>, RotatorError> {
+            let audience = parameters.get("audience").cloned().ok_or_else(|| {
+                RotatorError::new(
+                    ErrorCategory::Misconfigured,
+                    "configure token-service",
+                    "parameters.audience is required",
+                )
+            })?;
+            if !secrets.contains_key("apiKey") {
+                return Err(RotatorError::new(
+                    ErrorCategory::Misconfigured,
+                    "configure token-service",
+                    "secretRefs.apiKey is required",
+                ));
+            }
+            Ok(Box::new(TokenServiceRotator {
+                audience,
+                store: self.store.clone(),
+            }))
+        }
+    }
+
+    struct TokenServiceRotator {
+        audience: String,
+        store: TokenStore,
+    }
+
+    #[async_trait]
+    impl Rotator for TokenServiceRotator {
+        fn kind(&self) -> &'static str {
+            "example.com/token-service"
+        }
+
+        async fn create(&self, context: &RotationContext) -> Result<Credential, RotatorError> {
+            Ok(Credential {
+                id: CredentialId(context.rotation_id.clone()),
+                username: Some(self.audience.clone()),
+                password: generate_password(40),
+                expires_at: context.valid_until,
+            })
+        }
+
+        async fn set(
+            &self,
+            _context: &RotationContext,
+            pending: &Credential,
+        ) -> Result<(), RotatorError> {
+            let mut store = self.store.lock().unwrap();
+            let value = pending.password.expose().to_owned();
+            match store.get(&pending.id.0) {
+                // Idempotent: the same token again changes nothing.
+                Some((existing, _)) if *existing == value => Ok(()),
+                Some(_) => Err(RotatorError::new(
+                    ErrorCategory::Misconfigured,
+                    "issue token",
+                    "another value exists for this rotation",
+                )),
+                None => {
+                    store.insert(pending.id.0.clone(), (value, false));
+                    Ok(())
+                }
+            }
+        }
+
+        async fn test(
+            &self,
+            _context: &RotationContext,
+            pending: &Credential,
+        ) -> Result<(), RotatorError> {
+            let store = self.store.lock().unwrap();
+            match store.get(&pending.id.0) {
+                Some((value, _)) if value == pending.password.expose() => Ok(()),
+                _ => Err(RotatorError::new(
+                    ErrorCategory::VerificationFailed,
+                    "verify token",
+                    "token not accepted",
+                )),
+            }
+        }
+
+        async fn finish(
+            &self,
+            _context: &RotationContext,
+            pending: &Credential,
+        ) -> Result<(), RotatorError> {
+            let mut store = self.store.lock().unwrap();
+            for (id, (_, current)) in store.iter_mut() {
+                *current = *id == pending.id.0;
+            }
+            Ok(())
+        }
+
+        async fn retire(
+            &self,
+            _context: &RotationContext,
+            previous: &CredentialId,
+        ) -> Result<(), RotatorError> {
+            // Already gone is success.
+            self.store.lock().unwrap().remove(&previous.0);
+            Ok(())
+        }
+    }
+}
+
+mod contract;
+
+#[tokio::test]
+async fn a_third_party_driver_is_selected_by_spec_and_rotates() {
+    let store = third_party::TokenStore::default();
+    let registry = keyturn_rotators::RotatorRegistry::new().with_driver(std::sync::Arc::new(
+        third_party::TokenServiceDriver {
+            store: store.clone(),
+        },
+    ));
+    let spec = rotator_spec(
+        "custom: {driver: example.com/token-service, parameters: {audience: billing}, secretRefs: {apiKey: {name: token-service-admin, key: api-key}}}",
+    );
+    let secrets = MapSecrets::default().with("token-service-admin", "api-key", "admin-key");
+    let rotator = registry.build(&spec, &secrets).await.unwrap();
+    assert_eq!(rotator.kind(), "example.com/token-service");
+
+    let first = contract::rotate(rotator.as_ref(), &contract::context("kt-first", None)).await;
+    let second_context = contract::context("kt-second", Some(first.id.clone()));
+    let second = contract::rotate(rotator.as_ref(), &second_context).await;
+    rotator.retire(&second_context, &first.id).await.unwrap();
+    let store = store.lock().unwrap();
+    assert_eq!(store.len(), 1, "only the new token remains after retire");
+    assert_eq!(
+        store
+            .get("kt-second")
+            .map(|(value, current)| (value.as_str(), *current)),
+        Some((second.password.expose(), true))
+    );
+}
+
+#[tokio::test]
+async fn an_unregistered_driver_is_a_clear_permanent_error() {
+    let spec = rotator_spec("custom: {driver: example.com/not-installed}");
+    let error = build_rotator(&spec, &MapSecrets::default())
+        .await
+        .err()
+        .expect("no such driver");
+    assert_eq!(error.category(), ErrorCategory::Misconfigured);
+    assert!(!error.is_retryable());
+    assert!(
+        error.to_string().contains("example.com/not-installed"),
+        "{error}"
+    );
+}

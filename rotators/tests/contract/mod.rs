@@ -77,7 +77,7 @@ async fn ok<T>(what: &str, future: impl Future<Output = Result<T, RotatorError>>
 }
 
 /// Runs create → set → test → finish and returns the new credential.
-pub async fn rotate<R: Rotator>(rotator: &R, context: &RotationContext) -> Credential {
+pub async fn rotate<R: Rotator + ?Sized>(rotator: &R, context: &RotationContext) -> Credential {
     let pending = ok("create", rotator.create(context)).await;
     ok("set", rotator.set(context, &pending)).await;
     ok("test", rotator.test(context, &pending)).await;
