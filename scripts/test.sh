@@ -24,30 +24,9 @@ if [[ "${1:-}" == "--serve" ]]; then
     shift
 fi
 
-# The command currently running in the foreground phase (its own process group), so a signal
-# can stop it together with the backends.
-CHILD=""
+# Phases that failed; on exit the traps stop the running phase and the backends.
 FAILED=()
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -n "${CHILD}" ]]; then
-        kill -TERM -- "-${CHILD}" 2>/dev/null || true
-        wait "${CHILD}" 2>/dev/null || true
-        CHILD=""
-    fi
-    backends_stop
-    case "${rc}" in
-    0) phase_summary ok ;;
-    130 | 143) phase_summary interrupted ;;
-    *) phase_summary "FAILED (exit ${rc})" ;;
-    esac
-    exit "${rc}"
-}
-trap cleanup EXIT
-trap 'printf "\ninterrupted\n" >&2; exit 130' INT
-trap 'printf "\nterminated\n" >&2; exit 143' TERM
+backends_install_traps
 
 # run_phase NAME CMD...: runs CMD in its own process group and in the background, so that a
 # signal to this script is handled at once rather than after CMD finishes.

@@ -47,6 +47,36 @@ _find_pg_bin() {
     return 1
 }
 
+# The command running in the foreground in its own process group (set by the scripts' run_*
+# helpers), so that a signal stops it together with the backends.
+CHILD=""
+
+# On exit: stops the foreground command and this run's backends, prints the phase summary and
+# exits with the script's status. INT and TERM exit with 130 and 143 through it.
+_backends_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n "${CHILD}" ]]; then
+        kill -TERM -- "-${CHILD}" 2>/dev/null || true
+        wait "${CHILD}" 2>/dev/null || true
+        CHILD=""
+    fi
+    backends_stop
+    case "${rc}" in
+    0) phase_summary ok ;;
+    130 | 143) phase_summary interrupted ;;
+    *) phase_summary "FAILED (exit ${rc})" ;;
+    esac
+    exit "${rc}"
+}
+
+# Call once, before starting backends, in a script that starts them.
+backends_install_traps() {
+    trap _backends_cleanup EXIT
+    trap 'printf "\ninterrupted\n" >&2; exit 130' INT
+    trap 'printf "\nterminated\n" >&2; exit 143' TERM
+}
+
 # Installs Debian packages quietly (log: target/test-logs/apt.log); needs root.
 _apt_install() {
     ((EUID == 0)) || die "missing Debian packages and not root: apt-get install $*"
