@@ -198,6 +198,15 @@ impl Backend for Postgres {
                     primary_valid != alternate_valid,
                     "exactly one login role must be usable after retire (primary {primary_valid}, alternate {alternate_valid})"
                 );
+                let retired = if primary_valid { alternate } else { target.role.as_str() };
+                assert!(
+                    !query_bool(
+                        &mut connection,
+                        &format!("SELECT rolcanlogin FROM pg_authid WHERE rolname = '{retired}'")
+                    )
+                    .await,
+                    "the retired role {retired} must be NOLOGIN"
+                );
             }
         }
         connection.close().await.ok();
@@ -490,7 +499,7 @@ fn statements_never_contain_the_password() {
     assert!(statement.contains(" VALID UNTIL '20"), "{statement}");
     let retire = sql::retire_statement("orders_app").unwrap();
     assert!(
-        retire.starts_with("ALTER ROLE \"orders_app\" WITH PASSWORD 'SCRAM-SHA-256$"),
+        retire.starts_with("ALTER ROLE \"orders_app\" WITH NOLOGIN PASSWORD 'SCRAM-SHA-256$"),
         "{retire}"
     );
     assert!(

@@ -93,14 +93,16 @@ pub fn set_password_statement(
     set_verifier_statement(role, &verifier, valid_until)
 }
 
-/// The statement that locks `role` out without dropping it (its objects and grants survive): a
-/// verifier of a random password nobody knows, expired since 1970.
+/// The statement that locks `role` out without dropping it (its objects and grants survive):
+/// NOLOGIN, so `trust`/`cert`/`peer` rules in pg_hba.conf cannot let it in either, and a verifier
+/// of a random password nobody knows, expired since 1970. `set` grants LOGIN again when the role
+/// becomes current at the next switch.
 pub fn retire_statement(role: &str) -> Result<String, String> {
     let unknown = crate::credential::generate_password(32);
     let verifier = scram::verifier(&unknown).map_err(|error| error.to_string())?;
     validate_role_name(role)?;
     Ok(format!(
-        "ALTER ROLE {} WITH PASSWORD {} VALID UNTIL '1970-01-01T00:00:00Z'",
+        "ALTER ROLE {} WITH NOLOGIN PASSWORD {} VALID UNTIL '1970-01-01T00:00:00Z'",
         quote_identifier(role),
         verifier_literal(&verifier)?
     ))
