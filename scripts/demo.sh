@@ -1,17 +1,34 @@
 #!/usr/bin/env bash
-# The demo (README's first command). What it shows today, plainly: the ManagedSecret API and the
-# rotation lifecycle. It validates the examples exactly as the operator will, shows how bad input
-# is rejected with the field named, and previews each example's next rotations by driving the
-# real lifecycle core with a simulated clock. It contacts no cluster and no backend: the
-# controller that runs the rotators in a cluster is not built yet (see README).
+# The demo (README's first command). What it shows, plainly: the ManagedSecret API, the rotation
+# lifecycle and real rotations of a PostgreSQL login role. It validates the examples exactly as
+# the operator will, shows how bad input is rejected with the field named, previews each
+# example's next rotations by driving the real lifecycle core with a simulated clock, and then
+# rotates a role for real: the lifecycle core on the real clock decides, the real PostgresRotator
+# acts against a throwaway PostgreSQL started here (only that server, on a free loopback port,
+# in this run's own state directory; stopped on exit). It contacts no cluster: the controller
+# that runs the rotators in a cluster is not built yet (see README).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/backends.sh
+source "${KEYTURN_ROOT}/scripts/lib/backends.sh"
+
+cd "${KEYTURN_ROOT}"
+# This run's server logs are kept apart from the test command's (target/test-logs/).
+KEYTURN_LOG_DIR="${KEYTURN_TARGET}/demo-logs"
 
 section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-section "Building keyturn-operator"
+# Stops only the PostgreSQL this run started (recorded in its own state directory).
+trap backends_stop EXIT
+trap 'printf "\ninterrupted\n" >&2; exit 130' INT
+trap 'printf "\nterminated\n" >&2; exit 143' TERM
+
+section "Building keyturn-operator and the PostgreSQL demo driver"
 cargo build --locked --quiet -p keyturn-operator
-operator=target/debug/keyturn-operator
+cargo build --locked --quiet -p keyturn-rotators --example demo_postgres
+operator="${CARGO_TARGET_DIR:-target}/debug/keyturn-operator"
 
 section "The CRD (generated from the Rust types; committed as crds/keyturn.dev_managedsecrets.yaml)"
 "$operator" crd | grep -E '^  (group|names|scope)|shortNames|    - (ms|msec)$|kind: ManagedSecret' || true
@@ -31,9 +48,39 @@ for name in schedule-hour-24 time-zone-typo every-overflows postgres-role-sql-dr
   fi
 done
 
+section "Real rotations against a real PostgreSQL"
+# PostgreSQL only, with the test command's helpers: installed with apt when missing (as root),
+# then started the way backends_start does it, in this run's own state directory (so stale-run
+# cleanup recognises it) and on a free port; other runs' servers are left alone.
+if [[ ! -x "${KEYTURN_VENV}/bin/python" ]]; then
+    # start_postgres asks the test venv's Python for a free port and a random password; without
+    # that venv (a fresh machine: the demo needs no OpenBao or moto), the system python3 does.
+    command -v python3 >/dev/null 2>&1 || die "python3 not found (needed to pick a free port)"
+    _free_port() {
+        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+    }
+    _random_hex() {
+        python3 -c 'import secrets; print(secrets.token_hex(16))'
+    }
+fi
+mkdir -p "${KEYTURN_LOG_DIR}" "${KEYTURN_STATE_ROOT}"
+install_postgres
+KEYTURN_STATE="${KEYTURN_STATE_ROOT}/run.$$"
+rm -rf -- "${KEYTURN_STATE}"
+mkdir -p "${KEYTURN_STATE}"
+printf '%s %s\n' "$$" "$(_pid_starttime $$)" >"${KEYTURN_STATE}/owner"
+start_postgres
+# Three rotations, 10 s apart, each password valid 2 minutes: about twenty seconds.
+cargo run --locked --quiet -p keyturn-rotators --example demo_postgres -- \
+    --url "${KEYTURN_TEST_POSTGRES_URL}" --rotations 3 --every 10s --ttl 2m
+backends_stop
+info "PostgreSQL stopped (its log: ${KEYTURN_LOG_DIR}/postgres.log)"
+
 section "Not shown yet"
 cat <<'TEXT'
-The rotators exist and are proven against real PostgreSQL, OpenBao and moto servers by the test
-command (./scripts/test.sh), but the controller that runs them inside a Kubernetes cluster, the
-consumer restarts and the audit log are not built yet, so nothing here rotates in a cluster.
+The rotations above ran on this machine, driven by a local loop: the controller that runs the
+same lifecycle inside a Kubernetes cluster (staging Secret, the consumers' Secret, status), the
+consumer restarts and the audit log are not built yet, so nothing here rotates in a cluster. The
+Vault/OpenBao and AWS Secrets Manager rotators are proven against real OpenBao and moto servers
+by the test command (./scripts/test.sh).
 TEXT

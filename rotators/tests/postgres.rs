@@ -198,7 +198,11 @@ impl Backend for Postgres {
                     primary_valid != alternate_valid,
                     "exactly one login role must be usable after retire (primary {primary_valid}, alternate {alternate_valid})"
                 );
-                let retired = if primary_valid { alternate } else { target.role.as_str() };
+                let retired = if primary_valid {
+                    alternate
+                } else {
+                    target.role.as_str()
+                };
                 assert!(
                     !query_bool(
                         &mut connection,
