@@ -1,0 +1,16 @@
+//! Keyturn's tamper-evident audit log (DESIGN.md, property 6).
+//!
+//! - [`record`]: the records and their canonical, hash-chained encoding;
+//! - [`verify`]: recomputes every link and checks checkpoints kept outside the store;
+//! - [`store`]: an append-only store through sqlx, SQLite (embedded file, WAL) or PostgreSQL.
+//!
+//! The API takes credential *fingerprints* only: no type here has a place for a credential
+//! value. See `docs/audit.md`.
+
+pub mod record;
+pub mod store;
+pub mod verify;
+
+pub use record::{AuditEntry, AuditRecord, EntryError, GENESIS_HASH};
+pub use store::{AuditStore, StoreError};
+pub use verify::{Checkpoint, Verifier, VerifyError, VerifySummary, verify};

@@ -1,0 +1,496 @@
+//! The append-only audit store, through sqlx: SQLite embedded (a file in WAL mode, the default)
+//! or PostgreSQL (production). Both use one schema, in `migrations/sqlite` and
+//! `migrations/postgres` (same table, same columns; only the types' spelling and the
+//! append-only triggers differ).
+//!
+//! [`AuditStore::append_batch`] assigns sequence numbers and hashes inside one transaction that
+//! first takes the chain's write lock — `BEGIN IMMEDIATE` in SQLite, a transaction-scoped
+//! advisory lock in PostgreSQL — so concurrent appenders (tasks, or several processes) can never
+//! fork the chain; the `UNIQUE` constraint on `previous_hash` is a second guard.
+//!
+//! The store takes [`AuditEntry`]s: fingerprints, never credential values. Error messages name
+//! the call and the database's reason; they never contain the connection URL or an entry's
+//! contents.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::DateTime;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row};
+
+use crate::record::{AuditEntry, AuditRecord, EntryError};
+use crate::verify::{Checkpoint, Verifier, VerifyError, VerifySummary};
+
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Key of the PostgreSQL advisory lock that serialises appenders (`ktaudit1` in ASCII).
+pub const POSTGRES_APPEND_LOCK: i64 = 0x6b74_6175_6469_7431;
+/// Rows per INSERT statement (13 bind parameters each; well under both databases' limits).
+const ROWS_PER_STATEMENT: usize = 500;
+/// Records per page when [`AuditStore::verify`] reads the chain.
+const VERIFY_PAGE: u32 = 10_000;
+
+const COLUMNS: &str = "sequence, time_unix, actor, action, namespace, managed_secret, \
+                       rotation_id, step, fingerprint, outcome, details, previous_hash, hash";
+
+/// Errors of the audit store. Messages name the call; they never contain credential values,
+/// connection URLs or record contents.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or did not answer in time; retry later.
+    #[error("audit store {call}: database unavailable: {source}")]
+    Unavailable {
+        call: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database refused the statement (permission, constraint, trigger, ...).
+    #[error("audit store {call}: {source}")]
+    Database {
+        call: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Applying the schema failed.
+    #[error("audit store {call}: migration failed: {source}")]
+    Migrate {
+        call: &'static str,
+        #[source]
+        source: MigrateError,
+    },
+    /// An entry of the batch cannot be encoded; nothing of the batch was written.
+    #[error("audit store {call}: entry {index} of the batch: {source}")]
+    InvalidEntry {
+        call: &'static str,
+        index: usize,
+        #[source]
+        source: EntryError,
+    },
+    /// A stored row cannot be read back as a record (wrong hash length, negative sequence...).
+    #[error("audit store {call}: stored record {sequence} is malformed: {reason}")]
+    Malformed {
+        call: &'static str,
+        sequence: i64,
+        reason: &'static str,
+    },
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later (connection trouble, lock contention,
+    /// serialisation failures, a concurrent append that won the race).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Unavailable { .. } => true,
+            StoreError::Database { source, .. } => is_retryable_db(source),
+            StoreError::Migrate { source, .. } => match source {
+                MigrateError::Execute(e) => is_retryable_db(e) || is_unavailable(e),
+                _ => false,
+            },
+            StoreError::InvalidEntry { .. } | StoreError::Malformed { .. } => false,
+        }
+    }
+}
+
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_)
+    )
+}
+
+fn is_retryable_db(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return is_unavailable(e);
+    };
+    // A concurrent appender took the same sequence (can only happen across processes without
+    // the lock, e.g. a foreign writer): the next attempt reads the new head.
+    if db.is_unique_violation() {
+        return true;
+    }
+    let Some(code) = db.code() else { return false };
+    let code: &str = &code;
+    match code {
+        // PostgreSQL: serialization failure, deadlock, lock not available, shutdown, too many
+        // connections / insufficient resources, connection exceptions.
+        "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300" => true,
+        c if c.starts_with("08") || c.starts_with("53") => true,
+        // SQLite (primary or extended result codes): BUSY, LOCKED.
+        c => matches!(c.parse::<u32>().map(|n| n & 0xff), Ok(5 | 6)),
+    }
+}
+
+fn db_error(call: &'static str, source: sqlx::Error) -> StoreError {
+    if is_unavailable(&source) {
+        StoreError::Unavailable { call, source }
+    } else {
+        StoreError::Database { call, source }
+    }
+}
+
+/// The append-only audit store.
+#[derive(Debug, Clone)]
+pub struct AuditStore {
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl AuditStore {
+    /// Opens (creating it if missing) the SQLite file at `path` in WAL mode with
+    /// `synchronous = FULL` (a committed append survives a crash of the process and of the
+    /// machine), and applies the schema.
+    pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<AuditStore, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| db_error("open_sqlite", e))?;
+        let store = AuditStore {
+            backend: Backend::Sqlite(pool),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects to PostgreSQL. Does not apply the schema: the operator's role has only
+    /// SELECT and INSERT; the schema owner runs [`AuditStore::migrate`] (see docs/audit.md).
+    pub async fn connect_postgres(url: &str) -> Result<AuditStore, StoreError> {
+        // The parse error may quote the URL, which may hold a password: it is dropped.
+        let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::Database {
+            call: "connect_postgres",
+            source: sqlx::Error::Configuration("invalid PostgreSQL connection URL".into()),
+        })?;
+        Self::connect_postgres_with(options).await
+    }
+
+    /// Connects to PostgreSQL with prepared options (e.g. a `search_path`).
+    pub async fn connect_postgres_with(
+        options: PgConnectOptions,
+    ) -> Result<AuditStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| db_error("connect_postgres", e))?;
+        Ok(AuditStore::from_postgres_pool(pool))
+    }
+
+    /// A store on an existing PostgreSQL pool.
+    pub fn from_postgres_pool(pool: PgPool) -> AuditStore {
+        AuditStore {
+            backend: Backend::Postgres(pool),
+        }
+    }
+
+    /// Which backend: `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies the schema (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let result = match &self.backend {
+            Backend::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await,
+            Backend::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
+        };
+        result.map_err(|source| StoreError::Migrate {
+            call: "migrate",
+            source,
+        })
+    }
+
+    /// Closes the connections.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// Appends `entries`, in order, as one transaction: all are written or none. Returns the
+    /// records as stored (sequence, whole-second time, hashes). An empty batch writes nothing.
+    pub async fn append_batch(
+        &self,
+        entries: &[AuditEntry],
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        const CALL: &str = "append_batch";
+        for (index, entry) in entries.iter().enumerate() {
+            entry
+                .validate()
+                .map_err(|source| StoreError::InvalidEntry {
+                    call: CALL,
+                    index,
+                    source,
+                })?;
+        }
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let err = |e| db_error(CALL, e);
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                // IMMEDIATE: take the write lock before reading the head.
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+                let head = head_row(
+                    sqlx::query(HEAD_SQL)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(err)?,
+                    CALL,
+                )?;
+                let records = chain_onto(head, entries);
+                for chunk in records.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = QueryBuilder::<sqlx::Sqlite>::new(insert_prefix());
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.sequence as i64)
+                            .push_bind(r.time.timestamp())
+                            .push_bind(r.actor.as_str())
+                            .push_bind(r.action.as_str())
+                            .push_bind(r.namespace.as_str())
+                            .push_bind(r.managed_secret.as_str())
+                            .push_bind(r.rotation_id.as_deref())
+                            .push_bind(r.step.as_deref())
+                            .push_bind(r.fingerprint.as_deref())
+                            .push_bind(r.outcome.as_str())
+                            .push_bind(r.details.as_str())
+                            .push_bind(r.previous_hash.to_vec())
+                            .push_bind(r.hash.to_vec());
+                    });
+                    qb.build().execute(&mut *tx).await.map_err(err)?;
+                }
+                tx.commit().await.map_err(err)?;
+                Ok(records)
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(err)?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(POSTGRES_APPEND_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                let head = head_row(
+                    sqlx::query(HEAD_SQL)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(err)?,
+                    CALL,
+                )?;
+                let records = chain_onto(head, entries);
+                for chunk in records.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = QueryBuilder::<sqlx::Postgres>::new(insert_prefix());
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.sequence as i64)
+                            .push_bind(r.time.timestamp())
+                            .push_bind(r.actor.as_str())
+                            .push_bind(r.action.as_str())
+                            .push_bind(r.namespace.as_str())
+                            .push_bind(r.managed_secret.as_str())
+                            .push_bind(r.rotation_id.as_deref())
+                            .push_bind(r.step.as_deref())
+                            .push_bind(r.fingerprint.as_deref())
+                            .push_bind(r.outcome.as_str())
+                            .push_bind(r.details.as_str())
+                            .push_bind(r.previous_hash.to_vec())
+                            .push_bind(r.hash.to_vec());
+                    });
+                    qb.build().execute(&mut *tx).await.map_err(err)?;
+                }
+                tx.commit().await.map_err(err)?;
+                Ok(records)
+            }
+        }
+    }
+
+    /// Up to `limit` records with `sequence >= from`, in sequence order.
+    pub async fn read_range(&self, from: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        const CALL: &str = "read_range";
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let limit = i64::from(limit);
+        let err = |e| db_error(CALL, e);
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlx::query(RANGE_SQL_SQLITE)
+                .bind(from)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+                .map_err(err)?
+                .iter()
+                .map(|row| record_from_row(row, CALL))
+                .collect(),
+            Backend::Postgres(pool) => sqlx::query(RANGE_SQL_POSTGRES)
+                .bind(from)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+                .map_err(err)?
+                .iter()
+                .map(|row| record_from_row(row, CALL))
+                .collect(),
+        }
+    }
+
+    /// The newest record's `(sequence, hash)`: what to keep as a checkpoint outside the store.
+    /// `None` while the log is empty.
+    pub async fn head(&self) -> Result<Option<Checkpoint>, StoreError> {
+        const CALL: &str = "head";
+        let err = |e| db_error(CALL, e);
+        let head = match &self.backend {
+            Backend::Sqlite(pool) => head_row(
+                sqlx::query(HEAD_SQL)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(err)?,
+                CALL,
+            )?,
+            Backend::Postgres(pool) => head_row(
+                sqlx::query(HEAD_SQL)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(err)?,
+                CALL,
+            )?,
+        };
+        Ok(head.map(|(sequence, hash)| Checkpoint { sequence, hash }))
+    }
+
+    /// Reads the whole chain in pages and verifies it against `checkpoints`. The outer error is
+    /// the store's; the inner result is the verification's.
+    pub async fn verify(
+        &self,
+        checkpoints: &[Checkpoint],
+    ) -> Result<Result<VerifySummary, VerifyError>, StoreError> {
+        let mut verifier = Verifier::new(checkpoints);
+        let mut from = 1;
+        loop {
+            let page = self.read_range(from, VERIFY_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            from = last.sequence.saturating_add(1);
+            for record in &page {
+                if let Err(e) = verifier.push(record) {
+                    return Ok(Err(e));
+                }
+            }
+            if page.len() < VERIFY_PAGE as usize {
+                break;
+            }
+        }
+        Ok(verifier.finish())
+    }
+}
+
+const HEAD_SQL: &str = "SELECT sequence, hash FROM audit_records ORDER BY sequence DESC LIMIT 1";
+const RANGE_SQL_SQLITE: &str = "SELECT sequence, time_unix, actor, action, namespace, \
+     managed_secret, rotation_id, step, fingerprint, outcome, details, previous_hash, hash \
+     FROM audit_records WHERE sequence >= ?1 ORDER BY sequence LIMIT ?2";
+const RANGE_SQL_POSTGRES: &str = "SELECT sequence, time_unix, actor, action, namespace, \
+     managed_secret, rotation_id, step, fingerprint, outcome, details, previous_hash, hash \
+     FROM audit_records WHERE sequence >= $1 ORDER BY sequence LIMIT $2";
+
+fn insert_prefix() -> String {
+    format!("INSERT INTO audit_records ({COLUMNS}) ")
+}
+
+fn chain_onto(head: Option<(u64, [u8; 32])>, entries: &[AuditEntry]) -> Vec<AuditRecord> {
+    let mut records: Vec<AuditRecord> = Vec::with_capacity(entries.len());
+    let mut previous = head;
+    for entry in entries {
+        let record = AuditRecord::chain(previous, entry.clone());
+        previous = Some((record.sequence, record.hash));
+        records.push(record);
+    }
+    records
+}
+
+fn head_row<R: Row>(
+    row: Option<R>,
+    call: &'static str,
+) -> Result<Option<(u64, [u8; 32])>, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let Some(row) = row else { return Ok(None) };
+    let sequence: i64 = row.try_get(0).map_err(|e| db_error(call, e))?;
+    let hash: Vec<u8> = row.try_get(1).map_err(|e| db_error(call, e))?;
+    Ok(Some((
+        seq_u64(sequence, call)?,
+        hash32(&hash, sequence, call)?,
+    )))
+}
+
+fn record_from_row<R: Row>(row: &R, call: &'static str) -> Result<AuditRecord, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let get_err = |e| db_error(call, e);
+    let sequence: i64 = row.try_get(0).map_err(get_err)?;
+    let time_unix: i64 = row.try_get(1).map_err(get_err)?;
+    let previous_hash: Vec<u8> = row.try_get(11).map_err(get_err)?;
+    let hash: Vec<u8> = row.try_get(12).map_err(get_err)?;
+    Ok(AuditRecord {
+        sequence: seq_u64(sequence, call)?,
+        time: DateTime::from_timestamp(time_unix, 0).ok_or(StoreError::Malformed {
+            call,
+            sequence,
+            reason: "time out of range",
+        })?,
+        actor: row.try_get(2).map_err(get_err)?,
+        action: row.try_get(3).map_err(get_err)?,
+        namespace: row.try_get(4).map_err(get_err)?,
+        managed_secret: row.try_get(5).map_err(get_err)?,
+        rotation_id: row.try_get(6).map_err(get_err)?,
+        step: row.try_get(7).map_err(get_err)?,
+        fingerprint: row.try_get(8).map_err(get_err)?,
+        outcome: row.try_get(9).map_err(get_err)?,
+        details: row.try_get(10).map_err(get_err)?,
+        previous_hash: hash32(&previous_hash, sequence, call)?,
+        hash: hash32(&hash, sequence, call)?,
+    })
+}
+
+fn seq_u64(sequence: i64, call: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(sequence).map_err(|_| StoreError::Malformed {
+        call,
+        sequence,
+        reason: "negative sequence",
+    })
+}
+
+fn hash32(bytes: &[u8], sequence: i64, call: &'static str) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Malformed {
+        call,
+        sequence,
+        reason: "a hash is not 32 bytes",
+    })
+}
