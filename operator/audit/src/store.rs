@@ -257,33 +257,7 @@ impl AuditStore {
             Backend::Sqlite(pool) => {
                 // IMMEDIATE: take the write lock before reading the head.
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-                let head = head_row(
-                    sqlx::query(HEAD_SQL)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err)?,
-                    CALL,
-                )?;
-                let records = chain_onto(head, entries);
-                for chunk in records.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = QueryBuilder::<sqlx::Sqlite>::new(insert_prefix());
-                    qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(r.sequence as i64)
-                            .push_bind(r.time.timestamp())
-                            .push_bind(r.actor.as_str())
-                            .push_bind(r.action.as_str())
-                            .push_bind(r.namespace.as_str())
-                            .push_bind(r.managed_secret.as_str())
-                            .push_bind(r.rotation_id.as_deref())
-                            .push_bind(r.step.as_deref())
-                            .push_bind(r.fingerprint.as_deref())
-                            .push_bind(r.outcome.as_str())
-                            .push_bind(r.details.as_str())
-                            .push_bind(r.previous_hash.to_vec())
-                            .push_bind(r.hash.to_vec());
-                    });
-                    qb.build().execute(&mut *tx).await.map_err(err)?;
-                }
+                let records = chain_and_insert::<sqlx::Sqlite>(&mut tx, entries, CALL).await?;
                 tx.commit().await.map_err(err)?;
                 Ok(records)
             }
@@ -294,33 +268,7 @@ impl AuditStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(err)?;
-                let head = head_row(
-                    sqlx::query(HEAD_SQL)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err)?,
-                    CALL,
-                )?;
-                let records = chain_onto(head, entries);
-                for chunk in records.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = QueryBuilder::<sqlx::Postgres>::new(insert_prefix());
-                    qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(r.sequence as i64)
-                            .push_bind(r.time.timestamp())
-                            .push_bind(r.actor.as_str())
-                            .push_bind(r.action.as_str())
-                            .push_bind(r.namespace.as_str())
-                            .push_bind(r.managed_secret.as_str())
-                            .push_bind(r.rotation_id.as_deref())
-                            .push_bind(r.step.as_deref())
-                            .push_bind(r.fingerprint.as_deref())
-                            .push_bind(r.outcome.as_str())
-                            .push_bind(r.details.as_str())
-                            .push_bind(r.previous_hash.to_vec())
-                            .push_bind(r.hash.to_vec());
-                    });
-                    qb.build().execute(&mut *tx).await.map_err(err)?;
-                }
+                let records = chain_and_insert::<sqlx::Postgres>(&mut tx, entries, CALL).await?;
                 tx.commit().await.map_err(err)?;
                 Ok(records)
             }
@@ -425,6 +373,54 @@ fn chain_onto(head: Option<(u64, [u8; 32])>, entries: &[AuditEntry]) -> Vec<Audi
         records.push(record);
     }
     records
+}
+
+/// Reads the chain head, chains `entries` onto it and inserts them in multi-row statements, all
+/// inside the caller's transaction, which already holds the backend's write lock and commits.
+async fn chain_and_insert<DB>(
+    connection: &mut DB::Connection,
+    entries: &[AuditEntry],
+    call: &'static str,
+) -> Result<Vec<AuditRecord>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    for<'q> i64: sqlx::Decode<'q, DB> + sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Vec<u8>: sqlx::Decode<'q, DB> + sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let err = |e| db_error(call, e);
+    let head = head_row(
+        sqlx::query::<DB>(HEAD_SQL)
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(err)?,
+        call,
+    )?;
+    let records = chain_onto(head, entries);
+    for chunk in records.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<DB>::new(insert_prefix());
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(r.sequence as i64)
+                .push_bind(r.time.timestamp())
+                .push_bind(r.actor.as_str())
+                .push_bind(r.action.as_str())
+                .push_bind(r.namespace.as_str())
+                .push_bind(r.managed_secret.as_str())
+                .push_bind(r.rotation_id.as_deref())
+                .push_bind(r.step.as_deref())
+                .push_bind(r.fingerprint.as_deref())
+                .push_bind(r.outcome.as_str())
+                .push_bind(r.details.as_str())
+                .push_bind(r.previous_hash.to_vec())
+                .push_bind(r.hash.to_vec());
+        });
+        qb.build().execute(&mut *connection).await.map_err(err)?;
+    }
+    Ok(records)
 }
 
 fn head_row<R: Row>(
