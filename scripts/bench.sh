@@ -115,19 +115,6 @@ measured() {
     return "${rc}"
 }
 
-# start_postgres needs a free port and a random password; the library asks the test venv's
-# Python for both. Without that venv (a fresh machine: the benchmark needs no OpenBao or moto),
-# use the system python3 for the same two things.
-if [[ ! -x "${KEYTURN_VENV}/bin/python" ]]; then
-    command -v python3 >/dev/null 2>&1 || die "python3 not found (needed to pick a free port)"
-    _free_port() {
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-    }
-    _random_hex() {
-        python3 -c 'import secrets; print(secrets.token_hex(16))'
-    }
-fi
-
 phase "Install PostgreSQL"
 mkdir -p "${KEYTURN_LOG_DIR}"
 install_postgres
@@ -142,15 +129,7 @@ PSQL="${PG_BIN}/psql"
 info "pgbench: $("${PGBENCH}" --version)"
 
 phase "Start PostgreSQL"
-# This run's state directory, set up as backends_start does (so backends_stop and other runs'
-# stale-run cleanup recognise it), but with PostgreSQL only. Stale directories of other runs
-# are left alone: this script stops nothing it did not start.
-mkdir -p "${KEYTURN_STATE_ROOT}"
-KEYTURN_STATE="${KEYTURN_STATE_ROOT}/run.$$"
-rm -rf -- "${KEYTURN_STATE}"
-mkdir -p "${KEYTURN_STATE}"
-printf '%s %s\n' "$$" "$(_pid_starttime $$)" >"${KEYTURN_STATE}/owner"
-start_postgres
+backends_start_postgres
 
 # postgres://USER:PASSWORD@HOST:PORT/DATABASE, as start_postgres writes it.
 [[ "${KEYTURN_TEST_POSTGRES_URL}" =~ ^postgres://([^:]+):([^@]+)@([^:/]+):([0-9]+)/(.+)$ ]] ||

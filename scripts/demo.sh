@@ -52,24 +52,9 @@ section "Real rotations against a real PostgreSQL"
 # PostgreSQL only, with the test command's helpers: installed with apt when missing (as root),
 # then started the way backends_start does it, in this run's own state directory (so stale-run
 # cleanup recognises it) and on a free port; other runs' servers are left alone.
-if [[ ! -x "${KEYTURN_VENV}/bin/python" ]]; then
-    # start_postgres asks the test venv's Python for a free port and a random password; without
-    # that venv (a fresh machine: the demo needs no OpenBao or moto), the system python3 does.
-    command -v python3 >/dev/null 2>&1 || die "python3 not found (needed to pick a free port)"
-    _free_port() {
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-    }
-    _random_hex() {
-        python3 -c 'import secrets; print(secrets.token_hex(16))'
-    }
-fi
-mkdir -p "${KEYTURN_LOG_DIR}" "${KEYTURN_STATE_ROOT}"
+mkdir -p "${KEYTURN_LOG_DIR}"
 install_postgres
-KEYTURN_STATE="${KEYTURN_STATE_ROOT}/run.$$"
-rm -rf -- "${KEYTURN_STATE}"
-mkdir -p "${KEYTURN_STATE}"
-printf '%s %s\n' "$$" "$(_pid_starttime $$)" >"${KEYTURN_STATE}/owner"
-start_postgres
+backends_start_postgres
 # Three rotations, 10 s apart, each password valid 2 minutes: about twenty seconds.
 cargo run --locked --quiet -p keyturn-rotators --example demo_postgres -- \
     --url "${KEYTURN_TEST_POSTGRES_URL}" --rotations 3 --every 10s --ttl 2m

@@ -248,8 +248,20 @@ _cleanup_stale() {
 
 # Prints a free TCP port on 127.0.0.1; with "pair", a port P such that P+1 is free too
 # (the OpenBao dev server puts its cluster listener on P+1).
+# The test venv's Python when it exists, else the system python3: the helpers below need only the
+# standard library, and PostgreSQL-only runs (demo, benchmark) need no venv.
+_python() {
+    if [[ -x "${KEYTURN_VENV}/bin/python" ]]; then
+        printf '%s\n' "${KEYTURN_VENV}/bin/python"
+    elif command -v python3 >/dev/null 2>&1; then
+        command -v python3
+    else
+        die "python3 not found (needed to pick free ports)"
+    fi
+}
+
 _free_port() {
-    "${KEYTURN_VENV}/bin/python" - "${1:-single}" <<'EOF'
+    "$(_python)" - "${1:-single}" <<'EOF'
 import socket, sys
 def free(port):
     s = socket.socket()
@@ -274,7 +286,7 @@ EOF
 }
 
 _random_hex() {
-    "${KEYTURN_VENV}/bin/python" -c 'import secrets; print(secrets.token_hex(16))'
+    "$(_python)" -c 'import secrets; print(secrets.token_hex(16))'
 }
 
 # _wait_http NAME URL PID LOG CHECK: polls URL until the Python expression CHECK (on `status`
@@ -468,13 +480,26 @@ _write_env_file() {
     mv -f "${KEYTURN_ENV_FILE}.tmp" "${KEYTURN_ENV_FILE}"
 }
 
-backends_start() {
+# This run's state directory, with an owner file so backends_stop and other runs' stale-run
+# cleanup recognise it.
+_new_state_dir() {
     mkdir -p "${KEYTURN_STATE_ROOT}" "${KEYTURN_LOG_DIR}"
-    _cleanup_stale
     KEYTURN_STATE="${KEYTURN_STATE_ROOT}/run.$$"
     rm -rf -- "${KEYTURN_STATE}"
     mkdir -p "${KEYTURN_STATE}"
     printf '%s %s\n' "$$" "$(_pid_starttime $$)" >"${KEYTURN_STATE}/owner"
+}
+
+# PostgreSQL only (demo, benchmark), in this run's own state directory. Unlike backends_start
+# it leaves other runs' stale directories alone: such scripts stop nothing they did not start.
+backends_start_postgres() {
+    _new_state_dir
+    start_postgres
+}
+
+backends_start() {
+    _cleanup_stale
+    _new_state_dir
 
     start_postgres
     start_openbao
