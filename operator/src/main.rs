@@ -1,12 +1,10 @@
-//! `keyturn-operator`: wiring only. Commands live in their own modules.
+//! `keyturn-operator`: wiring only. Commands live in the library's modules.
 #![forbid(unsafe_code)]
-
-mod cli;
-mod explain;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use keyturn_operator::{cli, explain};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
