@@ -366,7 +366,9 @@ pub fn json_patch(doc: &Value, ops: &Value) -> Result<Value, String> {
                 pointer_add(&mut out, path, v)?;
             }
             Some("test") => {
-                if out.pointer(path) != Some(&value()?) {
+                // Like the API server's json-patch library: a missing member tests equal to
+                // null (kube-runtime's finalizer helper relies on it).
+                if out.pointer(path).unwrap_or(&Value::Null) != &value()? {
                     return Err(format!("test failed at {path:?}"));
                 }
             }

@@ -660,8 +660,13 @@ impl Store {
         }
         let mut applied = applied.clone();
         if status {
+            // resourceVersion stays: in an apply body it is a precondition, status or not.
+            let mut metadata = json!({"name": name});
+            if let Some(rv) = applied["metadata"].get("resourceVersion") {
+                metadata["resourceVersion"] = rv.clone();
+            }
             applied = json!({"apiVersion": applied["apiVersion"], "kind": applied["kind"],
-                             "metadata": {"name": name}, "status": applied["status"]});
+                             "metadata": metadata, "status": applied["status"]});
             strip_null_status(&mut applied);
         } else if t.status_subresource
             && let Some(o) = applied.as_object_mut()
