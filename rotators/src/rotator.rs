@@ -71,4 +71,15 @@ pub trait Rotator: Send + Sync {
         context: &RotationContext,
         previous: &CredentialId,
     ) -> Result<(), RotatorError>;
+
+    /// Revoke (a ManagedSecret deleted with `deletionPolicy: Revoke`): make `credential`
+    /// unusable even if it is the current one. Unlike `retire`, which must leave a credential
+    /// shared with the current one alone (SingleUser), this ends it. Defaults to `retire`.
+    async fn revoke(
+        &self,
+        context: &RotationContext,
+        credential: &CredentialId,
+    ) -> Result<(), RotatorError> {
+        self.retire(context, credential).await
+    }
 }

@@ -577,9 +577,25 @@ impl Rotator for PostgresRotator {
         _context: &RotationContext,
         previous: &CredentialId,
     ) -> Result<(), RotatorError> {
+        // SingleUser: the previous password was replaced in place; the role is the current one.
         if self.alternate.is_none() {
             return Ok(());
         }
+        self.disable_login(previous).await
+    }
+
+    async fn revoke(
+        &self,
+        _context: &RotationContext,
+        credential: &CredentialId,
+    ) -> Result<(), RotatorError> {
+        self.disable_login(credential).await
+    }
+}
+
+impl PostgresRotator {
+    /// NOLOGIN, an unknown password and an expiry in the past; the role and its grants stay.
+    async fn disable_login(&self, previous: &CredentialId) -> Result<(), RotatorError> {
         let probe = format!(
             "retire role {} on {}",
             quote_identifier(&previous.0),
