@@ -5,7 +5,7 @@ pub mod status;
 pub mod validate;
 
 pub use spec::*;
-pub use status::ManagedSecretStatus;
+pub use status::{ConsumerState, ConsumerStatus, ManagedSecretStatus, RotationPreview};
 
 use kube::CustomResourceExt;
 

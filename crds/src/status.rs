@@ -19,4 +19,57 @@ pub struct ManagedSecretStatus {
     /// (never values), timestamps, failures and conditions.
     #[serde(flatten)]
     pub rotation: RotationState,
+    /// The Secret the current credential is published to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// The workloads restarted for the last rotation and how their rollout went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "name"]))]
+    pub consumers: Vec<ConsumerStatus>,
+    /// A dry run of the next rotation: when, why, and what it will change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<RotationPreview>,
+}
+
+/// One consuming workload and where its restart stands.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerStatus {
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    pub kind: String,
+    pub name: String,
+    pub state: ConsumerState,
+    /// Why it is in that state, e.g. which replicas are not ready yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsumerState {
+    /// Restart requested; rollout not finished.
+    Restarted,
+    /// Every replica runs with the new credential.
+    RolledOut,
+    Progressing,
+    /// The rollout failed or timed out; the previous credential stays valid.
+    Failed,
+    /// No replicas, so nothing to restart.
+    ScaledToZero,
+    /// Listed in spec.consumers.restart but absent from the namespace.
+    NotFound,
+}
+
+/// What the next rotation will do, computed without touching any backend.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationPreview {
+    /// When the next rotation is due; absent while paused or when nothing is scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why it will be due (`Interval`, `Schedule`, `ExpiryApproaching`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Each change the rotation will make, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
 }
