@@ -1,7 +1,9 @@
 //! Command-line interface: every flag also reads an environment variable, and `--help` explains
 //! each one.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
@@ -26,6 +28,9 @@ pub enum Command {
     /// rotation policy and a simulated timeline of its next rotations. Contacts no cluster and
     /// no backend.
     Explain(ExplainArgs),
+    /// Run the controller: reconcile ManagedSecrets in the cluster of the current kubeconfig
+    /// (or the in-cluster service account) until SIGTERM or SIGINT.
+    Run(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -39,4 +44,62 @@ pub struct ExplainArgs {
     /// How many rotations of each ManagedSecret to simulate.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub rotations: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Only reconcile ManagedSecrets in this namespace; default: every namespace.
+    #[arg(long, env = "KEYTURN_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "KEYTURN_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Where audit records go: `sqlite:PATH` (embedded, WAL) or a `postgres://` URL. A rotation
+    /// step whose audit record cannot be written does not run.
+    #[arg(
+        long,
+        env = "KEYTURN_AUDIT_STORE",
+        default_value = "sqlite:/var/lib/keyturn/audit.db"
+    )]
+    pub audit_store: String,
+
+    /// Namespace of the leader-election Lease; default: the namespace of the kubeconfig
+    /// context or of the pod.
+    #[arg(long, env = "KEYTURN_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the leader-election Lease; replicas sharing it elect one leader.
+    #[arg(long, env = "KEYTURN_LEASE_NAME", default_value = "keyturn-operator")]
+    pub lease_name: String,
+
+    /// This replica's identity in the Lease; default: the hostname (the pod name) and the pid.
+    #[arg(long, env = "KEYTURN_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// How long a leader's Lease stays valid without renewal; a standby takes over after it.
+    #[arg(long, env = "KEYTURN_LEASE_DURATION", default_value = "15s", value_parser = parse_duration_arg)]
+    pub lease_duration: Duration,
+
+    /// How often the leader renews its Lease (well below --lease-duration).
+    #[arg(long, env = "KEYTURN_LEASE_RENEW_INTERVAL", default_value = "5s", value_parser = parse_duration_arg)]
+    pub lease_renew_interval: Duration,
+
+    /// Most ManagedSecrets reconciled at once.
+    #[arg(long, env = "KEYTURN_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+
+    /// Log format: `json` (one object per line) or `text`.
+    #[arg(long, env = "KEYTURN_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
+    pub log_format: String,
+
+    /// How long SIGTERM waits for running rotation steps to finish before exiting; a step cut
+    /// short is resumed from status by the next leader.
+    #[arg(long, env = "KEYTURN_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration_arg)]
+    pub shutdown_grace: Duration,
+}
+
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    keyturn_core::duration::parse_duration(text).map_err(|error| error.to_string())
 }

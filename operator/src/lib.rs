@@ -1,6 +1,9 @@
 //! keyturn-operator: the Kubernetes glue around the pure lifecycle core. `main.rs` only wires
 //! the command line to these modules.
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cli;
+pub mod controller;
 pub mod explain;
+pub mod metrics;

@@ -1,0 +1,139 @@
+//! The ManagedSecret controller: watches ManagedSecrets and, metadata-only, the Secrets keyturn
+//! owns; runs each reconcile behind the finalizer that lets cleanup happen on delete.
+
+pub mod audit_sink;
+pub mod cleanup;
+pub mod consumers;
+pub mod context;
+pub mod crash;
+pub mod error;
+pub mod events;
+pub mod object;
+pub mod preview;
+pub mod reconcile;
+pub mod secrets;
+pub mod status;
+pub mod steps;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::{WatchStreamExt, watcher};
+
+pub use context::Context;
+use error::ReconcileError;
+use object::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, ManagedSecretObject};
+
+/// Removed only after cleanup has run.
+pub const FINALIZER: &str = "keyturn.dev/cleanup";
+
+/// Runs the controller until `shutdown` resolves; reconciles already running are allowed to
+/// finish their current step (each step is idempotent, so one cut short by a kill is resumed).
+pub async fn run(
+    context: Arc<Context>,
+    watch_namespace: Option<&str>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = context.client.clone();
+    let resource = context.resource.clone();
+    let (managed_secrets, secrets): (Api<DynamicObject>, Api<PartialObjectMeta<Secret>>) =
+        match watch_namespace {
+            Some(namespace) => (
+                Api::namespaced_with(client.clone(), namespace, &resource),
+                Api::namespaced(client.clone(), namespace),
+            ),
+            None => (
+                Api::all_with(client.clone(), &resource),
+                Api::all(client.clone()),
+            ),
+        };
+    // Only Secrets keyturn labelled, and only their metadata: Secret data never enters the cache.
+    let owned_secrets = watcher(
+        secrets,
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+    )
+    .default_backoff()
+    .touched_objects();
+    Controller::new_with(managed_secrets, watcher::Config::default().any_semantic(), resource)
+        .with_config(ControllerConfig::default().concurrency(concurrency.max(1)))
+        .owns_stream(owned_secrets)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(object = %object.name, "reconciled"),
+                Err(kube::runtime::controller::Error::ReconcilerFailed(error, object)) => {
+                    tracing::warn!(managed_secret = %format!("{}/{}", object.namespace.unwrap_or_default(), object.name), %error, "reconcile failed");
+                }
+                Err(error) => tracing::warn!(%error, "controller"),
+            }
+        })
+        .await;
+}
+
+async fn reconcile(
+    object: Arc<DynamicObject>,
+    context: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let namespace = object.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(context.client.clone(), &namespace, &context.resource);
+    let deleting_since = object
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .and_then(|time| chrono::DateTime::from_timestamp(time.0.as_second(), 0));
+    let key = format!(
+        "{namespace}/{}",
+        object.metadata.name.clone().unwrap_or_default()
+    );
+    let result = finalizer(&api, FINALIZER, object, |event| async {
+        match event {
+            FinalizerEvent::Apply(object) => {
+                let parsed = ManagedSecretObject::from_dynamic(&object, &context.resource)?;
+                reconcile::apply(&parsed, &context).await
+            }
+            FinalizerEvent::Cleanup(object) => {
+                let parsed = ManagedSecretObject::from_dynamic(&object, &context.resource)?;
+                cleanup::cleanup(&parsed, &context, deleting_since).await
+            }
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        kube::runtime::finalizer::Error::ApplyFailed(error)
+        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        other => ReconcileError::Finalizer {
+            object: key.clone(),
+            message: other.to_string(),
+        },
+    });
+    context
+        .metrics
+        .observe_reconcile(started.elapsed(), result.is_ok());
+    result
+}
+
+/// API failures (not step failures, which the lifecycle core backs off itself): retry soon,
+/// then less often, per object.
+fn error_policy(
+    object: Arc<DynamicObject>,
+    error: &ReconcileError,
+    context: Arc<Context>,
+) -> Action {
+    let uid = object.metadata.uid.clone().unwrap_or_default();
+    let attempts = context.note_error(&uid);
+    context.metrics.reconcile_error(error.category());
+    let delay = Duration::from_millis(500u64.saturating_mul(1 << attempts.min(8)))
+        .min(Duration::from_secs(120));
+    Action::requeue(delay)
+}

@@ -1,0 +1,470 @@
+//! The controller in-process against the Kubernetes API stand-in and the real PostgreSQL:
+//! rotations happen on schedule and are published, a bad spec stalls without a hot loop, and
+//! deletion with `Revoke` retires the credential. The e2e suite repeats the important cases
+//! with the real binary; these run faster and give precise failures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use keyturn_apiserver::{Config, Handle, start};
+use keyturn_operator::controller::audit_sink::AuditSink;
+use keyturn_operator::controller::{self, Context};
+use keyturn_operator::metrics::Metrics;
+use keyturn_rotators::RotatorRegistry;
+use keyturn_testenv::PostgresEnv;
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+const NAMESPACE: &str = "default";
+
+struct Harness {
+    handle: Handle,
+    client: Client,
+    _audit_dir: tempfile::TempDir,
+    controller: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.controller.abort();
+    }
+}
+
+async fn harness() -> Harness {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crds/keyturn.dev_managedsecrets.yaml"
+    ))
+    .unwrap();
+    let handle = start(Config {
+        crds: vec![crd],
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let client = Client::try_from(kube::Config::new(handle.url().parse().unwrap())).unwrap();
+    let audit_dir = tempfile::tempdir().unwrap();
+    let store = AuditSink::open(&format!(
+        "sqlite:{}",
+        audit_dir.path().join("audit.db").display()
+    ))
+    .await
+    .unwrap();
+    let context = Arc::new(Context::new(
+        client.clone(),
+        RotatorRegistry::new(),
+        AuditSink::new(store),
+        Arc::new(Metrics),
+        "test",
+        None,
+    ));
+    let controller = tokio::spawn(async move {
+        controller::run(context, Some(NAMESPACE), 4, std::future::pending()).await;
+    });
+    Harness {
+        handle,
+        client,
+        _audit_dir: audit_dir,
+        controller,
+    }
+}
+
+fn suffix() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+async fn exec(pg: &PostgresEnv, statement: &str) {
+    let mut connection = PgConnection::connect(&pg.url).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(statement.to_owned()))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.ok();
+}
+
+async fn can_log_in(pg: &PostgresEnv, username: &str, password: &str) -> bool {
+    let options = PgConnectOptions::new_without_pgpass()
+        .host(&pg.host)
+        .port(pg.port)
+        .database(&pg.database)
+        .username(username)
+        .password(password)
+        .ssl_mode(PgSslMode::Prefer);
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        PgConnection::connect_with(&options),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => {
+            connection.close().await.ok();
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A login role with a bootstrap password, and the admin Secret keyturn uses to rotate it.
+async fn postgres_target(harness: &Harness, pg: &PostgresEnv) -> String {
+    let role = format!("kt_ctl_{}", suffix());
+    exec(
+        pg,
+        &format!("CREATE ROLE {role} LOGIN PASSWORD 'bootstrap-{role}'"),
+    )
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(harness.client.clone(), NAMESPACE);
+    let admin = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("admin-{role}")},
+        "stringData": {"username": pg.user, "password": pg.password}});
+    let admin: Secret = serde_json::from_value(json!({
+        "metadata": admin["metadata"],
+        "data": {
+            "username": base64(&pg.user),
+            "password": base64(&pg.password),
+        }
+    }))
+    .unwrap();
+    secrets.create(&Default::default(), &admin).await.unwrap();
+    role
+}
+
+fn base64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+fn managed_secret(name: &str, pg: &PostgresEnv, role: &str, extra: Value) -> Value {
+    let mut object = json!({
+        "apiVersion": "keyturn.dev/v1alpha1", "kind": "ManagedSecret",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "rotator": {"postgres": {
+                "host": pg.host, "port": pg.port, "database": pg.database, "sslMode": "prefer",
+                "adminSecretRef": {"name": format!("admin-{role}")},
+                "role": role, "strategy": "SingleUser"}},
+            "rotation": {"every": "1m"},
+            "expiry": {"ttl": "1h"},
+        }
+    });
+    merge(&mut object["spec"], &extra);
+    object
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(target.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (target, patch) => *target = patch.clone(),
+    }
+}
+
+fn api(harness: &Harness) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        harness.client.clone(),
+        NAMESPACE,
+        &Context::managed_secret_resource(),
+    )
+}
+
+async fn apply(harness: &Harness, object: &Value) {
+    let name = object["metadata"]["name"].as_str().unwrap();
+    api(harness)
+        .patch(name, &PatchParams::apply("test"), &Patch::Apply(object))
+        .await
+        .unwrap();
+}
+
+async fn wait_for<T>(
+    harness: &Harness,
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let objects: Vec<Value> = api(harness)
+                .list(&Default::default())
+                .await
+                .map(|list| {
+                    list.items
+                        .into_iter()
+                        .map(|item| serde_json::to_value(item).unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let requests: Vec<String> = harness
+                .handle
+                .state
+                .faults
+                .requests()
+                .iter()
+                .rev()
+                .take(40)
+                .map(|request| {
+                    format!(
+                        "{} {} {}",
+                        request["method"], request["path"], request["status"]
+                    )
+                })
+                .collect();
+            panic!(
+                "timed out waiting for {what}\nobjects: {objects:#?}\nlast requests (newest first): {requests:#?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn status(harness: &Harness, name: &str) -> Value {
+    api(harness)
+        .get(name)
+        .await
+        .map(|object| object.data["status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+async fn published(harness: &Harness, name: &str) -> Option<BTreeMap<String, String>> {
+    let secrets: Api<Secret> = Api::namespaced(harness.client.clone(), NAMESPACE);
+    let secret = secrets.get_opt(name).await.unwrap()?;
+    Some(
+        secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key, String::from_utf8(value.0).unwrap()))
+            .collect(),
+    )
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|condition| condition["type"] == type_)
+}
+
+#[tokio::test]
+async fn postgres_credential_rotates_on_schedule_and_is_published() {
+    let Some(pg) = keyturn_testenv::postgres() else {
+        return;
+    };
+    let harness = harness().await;
+    let role = postgres_target(&harness, &pg).await;
+    apply(
+        &harness,
+        &managed_secret(
+            "orders",
+            &pg,
+            &role,
+            json!({"secretName": "orders-credentials"}),
+        ),
+    )
+    .await;
+
+    // First issuance, then at least one scheduled rotation 6s later.
+    let first = wait_for(
+        &harness,
+        "the first credential",
+        Duration::from_secs(30),
+        async || {
+            let status = status(&harness, "orders").await;
+            (status["revision"].as_u64() >= Some(1)).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(
+        condition(&first, "Ready").unwrap()["status"],
+        "True",
+        "{first:#}"
+    );
+    let secret = published(&harness, "orders-credentials").await.unwrap();
+    assert_eq!(secret["username"], role);
+    assert!(
+        can_log_in(&pg, &role, &secret["password"]).await,
+        "published password works"
+    );
+    assert!(
+        !can_log_in(&pg, &role, &format!("bootstrap-{role}")).await,
+        "bootstrap password retired"
+    );
+    assert_eq!(first["secretName"], "orders-credentials");
+    assert!(
+        first["preview"]["changes"]
+            .as_array()
+            .is_some_and(|changes| !changes.is_empty()),
+        "{first:#}"
+    );
+
+    // A manual request rotates at once.
+    let request = json!({"metadata": {"annotations": {"keyturn.dev/rotate-requested-at": "2026-11-22T00:00:00Z"}}});
+    api(&harness)
+        .patch("orders", &PatchParams::default(), &Patch::Merge(&request))
+        .await
+        .unwrap();
+    let second = wait_for(
+        &harness,
+        "the manual rotation",
+        Duration::from_secs(30),
+        async || {
+            let status = status(&harness, "orders").await;
+            (status["revision"].as_u64() >= Some(2)).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(second["lastFailure"], Value::Null, "{second:#}");
+    assert_eq!(second["handledRotateRequest"], "2026-11-22T00:00:00Z");
+    let rotated = published(&harness, "orders-credentials").await.unwrap();
+    assert_ne!(rotated["password"], secret["password"]);
+    assert!(can_log_in(&pg, &role, &rotated["password"]).await);
+    assert!(
+        !can_log_in(&pg, &role, &secret["password"]).await,
+        "SingleUser: the old password stops working"
+    );
+
+    // Then the schedule: one minute after the last rotation, and only one.
+    let third = wait_for(
+        &harness,
+        "the scheduled rotation",
+        Duration::from_secs(90),
+        async || {
+            let status = status(&harness, "orders").await;
+            (status["revision"].as_u64() >= Some(3)).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(third["revision"], 3, "{third:#}");
+    let scheduled = published(&harness, "orders-credentials").await.unwrap();
+    assert!(can_log_in(&pg, &role, &scheduled["password"]).await);
+
+    // The staging Secret and the published one are owned by the ManagedSecret.
+    let secrets: Api<Secret> = Api::namespaced(harness.client.clone(), NAMESPACE);
+    let staging = secrets.get("orders-keyturn-staging").await.unwrap();
+    assert_eq!(staging.metadata.owner_references.unwrap()[0].name, "orders");
+}
+
+#[tokio::test]
+async fn invalid_spec_stalls_with_the_field_named_and_no_hot_loop() {
+    let harness = harness().await;
+    let object = json!({
+        "apiVersion": "keyturn.dev/v1alpha1", "kind": "ManagedSecret",
+        "metadata": {"name": "broken", "namespace": NAMESPACE},
+        "spec": {"rotator": {"postgres": {"host": "db", "adminSecretRef": {"name": "a"}, "role": "app"}},
+                 "rotation": {"every": "banana"}}
+    });
+    apply(&harness, &object).await;
+    let stalled = wait_for(&harness, "Stalled", Duration::from_secs(20), async || {
+        let status = status(&harness, "broken").await;
+        condition(&status, "Stalled").cloned()
+    })
+    .await;
+    assert_eq!(stalled["status"], "True");
+    assert_eq!(stalled["reason"], "InvalidSpec");
+    assert!(
+        stalled["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.rotation.every"),
+        "{stalled}"
+    );
+
+    // Settled: no further writes to the object.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes = || {
+        harness
+            .handle
+            .state
+            .faults
+            .requests()
+            .into_iter()
+            .filter(|request| {
+                request["method"] != "GET"
+                    && request["path"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("managedsecrets/broken")
+            })
+            .count()
+    };
+    let settled = writes();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        writes(),
+        settled,
+        "the controller keeps writing a stalled object"
+    );
+    assert!(settled <= 3, "{settled} writes for one invalid object");
+}
+
+#[tokio::test]
+async fn deletion_with_revoke_retires_the_credential() {
+    let Some(pg) = keyturn_testenv::postgres() else {
+        return;
+    };
+    let harness = harness().await;
+    let role = postgres_target(&harness, &pg).await;
+    let object = managed_secret(
+        "revoked",
+        &pg,
+        &role,
+        json!({"deletionPolicy": "Revoke", "rotation": {"every": "1h"}}),
+    );
+    apply(&harness, &object).await;
+    wait_for(
+        &harness,
+        "the first credential",
+        Duration::from_secs(30),
+        async || (status(&harness, "revoked").await["revision"].as_u64() >= Some(1)).then_some(()),
+    )
+    .await;
+    let secret = published(&harness, "revoked").await.unwrap();
+    assert!(can_log_in(&pg, &role, &secret["password"]).await);
+
+    api(&harness)
+        .delete("revoked", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        &harness,
+        "the ManagedSecret to go",
+        Duration::from_secs(30),
+        async || {
+            api(&harness)
+                .get_opt("revoked")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !can_log_in(&pg, &role, &secret["password"]).await,
+        "Revoke retires the credential"
+    );
+    let secrets: Api<Secret> = Api::namespaced(harness.client.clone(), NAMESPACE);
+    assert!(
+        secrets
+            .get_opt("revoked-keyturn-staging")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
