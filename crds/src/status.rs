@@ -35,8 +35,7 @@ pub struct ManagedSecretStatus {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerStatus {
-    /// `Deployment`, `StatefulSet` or `DaemonSet`.
-    pub kind: String,
+    pub kind: crate::spec::WorkloadKind,
     pub name: String,
     pub state: ConsumerState,
     /// Why it is in that state, e.g. which replicas are not ready yet.
@@ -44,7 +43,7 @@ pub struct ConsumerStatus {
     pub message: Option<String>,
 }
 
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConsumerState {
     /// Restart requested; rollout not finished.
     Restarted,
@@ -57,6 +56,9 @@ pub enum ConsumerState {
     ScaledToZero,
     /// Listed in spec.consumers.restart but absent from the namespace.
     NotFound,
+    /// The pod template does not carry this rotation's restart token (yet): the restart is
+    /// requested again, which is always safe.
+    NotRestarted,
 }
 
 /// What the next rotation will do, computed without touching any backend.

@@ -14,7 +14,6 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use keyturn_crds::{ConsumersSpec, WorkloadKind};
 use kube::Client;
 use kube::api::{Api, ListParams};
-use serde::{Deserialize, Serialize};
 
 pub use discovery::{
     ConsumerTarget, ContainerList, ContainerName, SecretReference, TargetOrigin, discover,
@@ -25,45 +24,19 @@ pub use restart::{DEFAULT_BATCH_WINDOW, FIELD_MANAGER, RestartBatcher, RestartOu
 pub use rollout::{RolloutStatus, rollout_status};
 pub use workload::{RESTARTED_FOR_ANNOTATION, Workload, kind_name};
 
-/// Where one consumer stands, as reported in the ManagedSecret's status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ConsumerState {
-    /// Restart requested (or found already requested); the rollout has not been checked.
-    Restarted,
-    /// Every pod runs the restarted template.
-    RolledOut,
-    /// Pods are still being replaced.
-    Progressing,
-    /// The rollout cannot finish without someone acting.
-    Failed,
-    /// No pods run; nothing to restart or wait for.
-    ScaledToZero,
-    /// The workload does not exist.
-    NotFound,
-    /// The pod template does not carry this rotation's token: request the restart again
-    /// (`restart_all` is idempotent, so that is always safe).
-    NotRestarted,
-}
+/// The status types live in keyturn-crds: they are part of the ManagedSecret's status schema.
+pub use keyturn_crds::{ConsumerState, ConsumerStatus};
 
-/// One consumer's state for one rotation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConsumerStatus {
-    pub kind: WorkloadKind,
-    pub name: String,
-    pub state: ConsumerState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-impl ConsumerStatus {
-    fn new(target: &ConsumerTarget, state: ConsumerState, message: Option<String>) -> Self {
-        ConsumerStatus {
-            kind: target.kind,
-            name: target.name.clone(),
-            state,
-            message,
-        }
+fn consumer_status(
+    target: &ConsumerTarget,
+    state: ConsumerState,
+    message: Option<String>,
+) -> ConsumerStatus {
+    ConsumerStatus {
+        kind: target.kind,
+        name: target.name.clone(),
+        state,
+        message,
     }
 }
 
@@ -155,8 +128,8 @@ pub async fn restart_all(
 
 fn restart_status(target: &ConsumerTarget, outcome: RestartOutcome) -> ConsumerStatus {
     match outcome {
-        RestartOutcome::Restarted => ConsumerStatus::new(target, ConsumerState::Restarted, None),
-        RestartOutcome::AlreadyRestarted => ConsumerStatus::new(
+        RestartOutcome::Restarted => consumer_status(target, ConsumerState::Restarted, None),
+        RestartOutcome::AlreadyRestarted => consumer_status(
             target,
             ConsumerState::Restarted,
             Some("already restarted for this rotation".to_owned()),
@@ -167,7 +140,7 @@ fn restart_status(target: &ConsumerTarget, outcome: RestartOutcome) -> ConsumerS
 }
 
 fn scaled_to_zero(target: &ConsumerTarget) -> ConsumerStatus {
-    ConsumerStatus::new(
+    consumer_status(
         target,
         ConsumerState::ScaledToZero,
         Some("scaled to zero: not restarted, pods started later read the new Secret".to_owned()),
@@ -175,7 +148,7 @@ fn scaled_to_zero(target: &ConsumerTarget) -> ConsumerStatus {
 }
 
 fn not_found(target: &ConsumerTarget) -> ConsumerStatus {
-    ConsumerStatus::new(
+    consumer_status(
         target,
         ConsumerState::NotFound,
         Some(format!("{target} does not exist")),
@@ -194,17 +167,15 @@ pub async fn rollout_progress(
         let status = match get_workload(client, namespace, target.kind, &target.name).await? {
             None => not_found(target),
             Some(workload) => match rollout_status(&workload, token) {
-                RolloutStatus::Complete => {
-                    ConsumerStatus::new(target, ConsumerState::RolledOut, None)
-                }
+                RolloutStatus::Complete => consumer_status(target, ConsumerState::RolledOut, None),
                 RolloutStatus::Progressing { message } => {
-                    ConsumerStatus::new(target, ConsumerState::Progressing, Some(message))
+                    consumer_status(target, ConsumerState::Progressing, Some(message))
                 }
                 RolloutStatus::Failed { message } => {
-                    ConsumerStatus::new(target, ConsumerState::Failed, Some(message))
+                    consumer_status(target, ConsumerState::Failed, Some(message))
                 }
                 RolloutStatus::ScaledToZero => scaled_to_zero(target),
-                RolloutStatus::NotRestarted => ConsumerStatus::new(
+                RolloutStatus::NotRestarted => consumer_status(
                     target,
                     ConsumerState::NotRestarted,
                     Some(format!(

@@ -8,6 +8,8 @@ use keyturn_core::plan::StepOutcome;
 use keyturn_crds::{ConsumerState, ConsumerStatus, ManagedSecretSpec};
 use keyturn_rotators::{ErrorCategory, RotatorError};
 
+use crate::consumers::ConsumerError;
+
 use super::context::Context;
 use super::object::ManagedSecretObject;
 use super::steps::ROLLOUT_POLL;
@@ -71,9 +73,10 @@ impl RolloutProgress {
 }
 
 fn describe(status: &ConsumerStatus) -> String {
+    let kind = crate::consumers::kind_name(status.kind);
     match &status.message {
-        Some(message) => format!("{} {} ({message})", status.kind, status.name),
-        None => format!("{} {}", status.kind, status.name),
+        Some(message) => format!("{kind} {} ({message})", status.name),
+        None => format!("{kind} {}", status.name),
     }
 }
 
@@ -83,34 +86,100 @@ fn has_consumers(spec: &ManagedSecretSpec) -> bool {
         .is_some_and(|consumers| consumers.auto_discover || !consumers.restart.is_empty())
 }
 
-pub async fn restart(
-    _context: &Context,
-    _object: &ManagedSecretObject,
+/// A consumer failure as a step failure (the rotation keeps the previous credential valid).
+fn step_error(operation: &str, error: &ConsumerError) -> RotatorError {
+    let category = match error.category() {
+        crate::consumers::ErrorCategory::PermissionDenied => ErrorCategory::PermissionDenied,
+        crate::consumers::ErrorCategory::AuthenticationFailed => {
+            ErrorCategory::AuthenticationFailed
+        }
+        crate::consumers::ErrorCategory::NotFound => ErrorCategory::NotFound,
+        crate::consumers::ErrorCategory::Rejected => ErrorCategory::Misconfigured,
+        _ => ErrorCategory::Unreachable,
+    };
+    RotatorError::new(category, operation, error.to_string())
+}
+
+async fn targets(
+    context: &Context,
+    object: &ManagedSecretObject,
     spec: &ManagedSecretSpec,
-    _rotation_id: &str,
+) -> Result<Vec<crate::consumers::ConsumerTarget>, RotatorError> {
+    crate::consumers::targets(
+        &context.client,
+        &object.namespace,
+        spec.consumers.as_ref(),
+        &object.published_secret_name(),
+    )
+    .await
+    .map_err(|error| step_error("find the consumers", &error))
+}
+
+/// RestartConsumers: one restart per workload for this rotation (the token is the rotation id,
+/// so a replay after a crash restarts nothing again).
+pub async fn restart(
+    context: &Context,
+    object: &ManagedSecretObject,
+    spec: &ManagedSecretSpec,
+    rotation_id: &str,
 ) -> Result<Vec<ConsumerStatus>, RotatorError> {
     if !has_consumers(spec) {
         return Ok(Vec::new());
     }
-    Err(RotatorError::new(
-        ErrorCategory::Misconfigured,
-        "restart consumers",
-        "restarting consumers is not built yet",
-    ))
+    let targets = targets(context, object, spec).await?;
+    let statuses = crate::consumers::restart_all(
+        &context.restarter,
+        &context.client,
+        &object.namespace,
+        &targets,
+        rotation_id,
+    )
+    .await
+    .map_err(|error| step_error("restart the consumers", &error))?;
+    for status in statuses
+        .iter()
+        .filter(|status| status.state == ConsumerState::Restarted)
+    {
+        context
+            .metrics
+            .consumer_restarted(crate::consumers::kind_name(status.kind));
+    }
+    Ok(statuses)
 }
 
+/// AwaitRollout: where each consumer's rollout stands. A consumer whose template lost the
+/// token (another rotation restarted it in between) is restarted again.
 pub async fn progress(
-    _context: &Context,
-    _object: &ManagedSecretObject,
+    context: &Context,
+    object: &ManagedSecretObject,
     spec: &ManagedSecretSpec,
-    _rotation_id: &str,
+    rotation_id: &str,
 ) -> Result<RolloutProgress, RotatorError> {
     if !has_consumers(spec) {
         return Ok(RolloutProgress::default());
     }
-    Err(RotatorError::new(
-        ErrorCategory::Misconfigured,
-        "check consumer rollouts",
-        "restarting consumers is not built yet",
-    ))
+    let targets = targets(context, object, spec).await?;
+    let mut statuses = crate::consumers::rollout_progress(
+        &context.client,
+        &object.namespace,
+        &targets,
+        rotation_id,
+    )
+    .await
+    .map_err(|error| step_error("check the consumers' rollout", &error))?;
+    if statuses
+        .iter()
+        .any(|status| status.state == ConsumerState::NotRestarted)
+    {
+        restart(context, object, spec, rotation_id).await?;
+        statuses = crate::consumers::rollout_progress(
+            &context.client,
+            &object.namespace,
+            &targets,
+            rotation_id,
+        )
+        .await
+        .map_err(|error| step_error("check the consumers' rollout", &error))?;
+    }
+    Ok(RolloutProgress { statuses })
 }

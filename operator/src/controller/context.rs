@@ -12,6 +12,7 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use super::audit_sink::AuditSink;
 use super::crash::CrashPoint;
+use crate::consumers::RestartBatcher;
 use crate::metrics::Metrics;
 
 /// The name of the controller in Events, field managers and audit records.
@@ -29,6 +30,9 @@ pub struct Context {
     /// Who acts, in audit records: the operator and this replica's identity.
     pub actor: String,
     pub crash_point: Option<CrashPoint>,
+    /// Shared by every reconcile so one workload used by several ManagedSecrets restarts once
+    /// per batch.
+    pub restarter: RestartBatcher,
     /// Consecutive reconcile errors (API failures, not step failures) per object uid, for the
     /// error policy's backoff.
     pub error_counts: Mutex<HashMap<String, u32>>,
@@ -58,6 +62,7 @@ impl Context {
             metrics,
             actor: format!("{CONTROLLER_NAME}/{identity}"),
             crash_point,
+            restarter: RestartBatcher::default(),
             error_counts: Mutex::new(HashMap::new()),
         }
     }

@@ -1,0 +1,173 @@
+//! `keyturn-operator run`: wires the controller to the cluster. Serves /metrics, /healthz and
+//! /readyz at once, opens the audit store, waits to lead (Lease), runs the controller while
+//! leading, and on SIGTERM lets running steps finish (up to --shutdown-grace) and releases the
+//! Lease so a standby takes over without waiting for it to expire.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use keyturn_rotators::RotatorRegistry;
+use kube::Client;
+use tokio::sync::watch;
+
+use crate::cli::RunArgs;
+use crate::controller::audit_sink::AuditSink;
+use crate::controller::crash::CrashPoint;
+use crate::controller::{self, Context};
+use crate::http::{self, HttpState, Readiness};
+use crate::leader::{LeaderElector, LeaseConfig};
+use crate::logging::{self, LogFormat};
+use crate::metrics::Metrics;
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Rotators and kube use rustls without choosing a provider; the process picks ring once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let format: LogFormat = args.log_format.parse().map_err(|error| anyhow::anyhow!("--log-format: {error}"))?;
+    logging::init(format).context("set up logging")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: RunArgs) -> anyhow::Result<()> {
+    let crash_point = CrashPoint::from_environment().map_err(anyhow::Error::msg)?;
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::default();
+    let (stop_sender, stop) = watch::channel(false);
+
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("bind --http-addr {}", args.http_addr))?;
+    tracing::info!(address = %listener.local_addr().map_or_else(|_| args.http_addr.to_string(), |address| address.to_string()), "serving /metrics, /healthz and /readyz");
+    let http_state = HttpState {
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+    };
+    let http_task = tokio::spawn(http::serve(listener, http_state, stopped(stop.clone())));
+
+    let config = kube::Config::infer().await.context("load the kubeconfig or in-cluster configuration")?;
+    let default_namespace = config.default_namespace.clone();
+    let client = Client::try_from(config).context("build the Kubernetes client")?;
+    let store = AuditSink::open(&args.audit_store)
+        .await
+        .with_context(|| format!("open the audit store --audit-store {}", redact_url(&args.audit_store)))?;
+    let context = Arc::new(Context::new(
+        client.clone(),
+        RotatorRegistry::new(),
+        AuditSink::new(store),
+        metrics.clone(),
+        &identity,
+        crash_point,
+    ));
+    if crash_point.is_some() {
+        tracing::warn!("KEYTURN_TEST_CRASH_POINT is set: this process will abort on purpose (tests only)");
+    }
+    readiness.set_ready(true);
+
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = stop_sender.send(true);
+    });
+
+    let lease = LeaseConfig {
+        namespace: args.lease_namespace.clone().unwrap_or(default_namespace),
+        name: args.lease_name.clone(),
+        identity: identity.clone(),
+        lease_duration: args.lease_duration,
+        renew_interval: args.lease_renew_interval,
+    };
+    let elector = LeaderElector::new(client.clone(), lease);
+    tracing::info!(%identity, "waiting to lead");
+    let leadership = tokio::select! {
+        leadership = elector.acquire() => leadership.context("acquire the leader Lease")?,
+        () = stopped(stop.clone()) => {
+            let _ = http_task.await;
+            return Ok(());
+        }
+    };
+    metrics.set_leader(true);
+    tracing::info!(%identity, "leading; starting the controller");
+
+    let controller = controller::run(
+        context.clone(),
+        args.watch_namespace.as_deref(),
+        args.concurrency,
+        stopped(stop.clone()),
+    );
+    let grace = args.shutdown_grace;
+    let grace_expired = async {
+        stopped(stop.clone()).await;
+        tokio::time::sleep(grace).await;
+    };
+    let outcome = tokio::select! {
+        () = controller => Ok(()),
+        () = grace_expired => {
+            // Safe: every step is idempotent and resumes from status and the staging Secret.
+            tracing::warn!(grace_seconds = grace.as_secs(), "steps still running after the shutdown grace; abandoning them to the next leader");
+            Ok(())
+        }
+        () = leadership.lost() => Err(anyhow::anyhow!("lost the leader Lease; exiting so no two replicas rotate at once")),
+    };
+    if outcome.is_ok() {
+        tokio::time::timeout(Duration::from_secs(5), leadership.release()).await.ok();
+    }
+    metrics.set_leader(false);
+    signals.abort();
+    context.audit.store().close().await;
+    http_task.abort();
+    outcome
+}
+
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|host| host.trim().to_owned()))
+        .unwrap_or_else(|| "keyturn".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The store location without a password, for error messages.
+fn redact_url(location: &str) -> String {
+    match (location.find("://"), location.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &location[..scheme_end], &location[at..])
+        }
+        _ => location.to_owned(),
+    }
+}
