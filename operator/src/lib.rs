@@ -7,4 +7,3 @@ pub mod cli;
 pub mod consumers;
 pub mod controller;
 pub mod explain;
-pub mod metrics;
