@@ -4,4 +4,5 @@
 
 pub mod cli;
 pub mod explain;
+pub mod http;
 pub mod metrics;
