@@ -5,4 +5,5 @@
 pub mod cli;
 pub mod explain;
 pub mod http;
+pub mod logging;
 pub mod metrics;
