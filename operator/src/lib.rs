@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod explain;
 pub mod http;
+pub mod leader;
 pub mod logging;
 pub mod metrics;
