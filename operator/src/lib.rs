@@ -7,3 +7,8 @@ pub mod cli;
 pub mod consumers;
 pub mod controller;
 pub mod explain;
+pub mod http;
+pub mod leader;
+pub mod logging;
+pub mod metrics;
+pub mod run;

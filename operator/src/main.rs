@@ -13,7 +13,7 @@ fn main() -> ExitCode {
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
         cli::Command::Explain(args) => explain::run(&args),
-        cli::Command::Run(_) => Err(anyhow::anyhow!("run: not wired yet")),
+        cli::Command::Run(args) => keyturn_operator::run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,7 +23,10 @@ use crate::metrics::Metrics;
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Rotators and kube use rustls without choosing a provider; the process picks ring once.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let format: LogFormat = args.log_format.parse().map_err(|error| anyhow::anyhow!("--log-format: {error}"))?;
+    let format: LogFormat = args
+        .log_format
+        .parse()
+        .map_err(|error| anyhow::anyhow!("--log-format: {error}"))?;
     logging::init(format).context("set up logging")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -49,12 +52,17 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     };
     let http_task = tokio::spawn(http::serve(listener, http_state, stopped(stop.clone())));
 
-    let config = kube::Config::infer().await.context("load the kubeconfig or in-cluster configuration")?;
+    let config = kube::Config::infer()
+        .await
+        .context("load the kubeconfig or in-cluster configuration")?;
     let default_namespace = config.default_namespace.clone();
     let client = Client::try_from(config).context("build the Kubernetes client")?;
-    let store = AuditSink::open(&args.audit_store)
-        .await
-        .with_context(|| format!("open the audit store --audit-store {}", redact_url(&args.audit_store)))?;
+    let store = AuditSink::open(&args.audit_store).await.with_context(|| {
+        format!(
+            "open the audit store --audit-store {}",
+            redact_url(&args.audit_store)
+        )
+    })?;
     let context = Arc::new(Context::new(
         client.clone(),
         RotatorRegistry::new(),
@@ -64,7 +72,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         crash_point,
     ));
     if crash_point.is_some() {
-        tracing::warn!("KEYTURN_TEST_CRASH_POINT is set: this process will abort on purpose (tests only)");
+        tracing::warn!(
+            "KEYTURN_TEST_CRASH_POINT is set: this process will abort on purpose (tests only)"
+        );
     }
     readiness.set_ready(true);
 
@@ -81,7 +91,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         lease_duration: args.lease_duration,
         renew_interval: args.lease_renew_interval,
     };
-    let elector = LeaderElector::new(client.clone(), lease);
+    let elector = LeaderElector::new(client.clone(), lease).context("leader election settings")?;
     tracing::info!(%identity, "waiting to lead");
     let leadership = tokio::select! {
         leadership = elector.acquire() => leadership.context("acquire the leader Lease")?,
@@ -111,10 +121,12 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             tracing::warn!(grace_seconds = grace.as_secs(), "steps still running after the shutdown grace; abandoning them to the next leader");
             Ok(())
         }
-        () = leadership.lost() => Err(anyhow::anyhow!("lost the leader Lease; exiting so no two replicas rotate at once")),
+        reason = leadership.lost() => Err(anyhow::anyhow!("lost the leader Lease ({reason:?}); exiting so no two replicas rotate at once")),
     };
     if outcome.is_ok() {
-        tokio::time::timeout(Duration::from_secs(5), leadership.release()).await.ok();
+        tokio::time::timeout(Duration::from_secs(5), leadership.release())
+            .await
+            .ok();
     }
     metrics.set_leader(false);
     signals.abort();
@@ -135,13 +147,14 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = terminate.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -157,7 +170,11 @@ fn default_identity() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|host| !host.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|host| host.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|host| host.trim().to_owned())
+        })
         .unwrap_or_else(|| "keyturn".to_owned());
     format!("{host}-{}", std::process::id())
 }

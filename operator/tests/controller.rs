@@ -66,7 +66,7 @@ async fn harness() -> Harness {
         client.clone(),
         RotatorRegistry::new(),
         AuditSink::new(store),
-        Arc::new(Metrics),
+        Arc::new(Metrics::new()),
         "test",
         None,
     ));

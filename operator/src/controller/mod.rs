@@ -132,7 +132,7 @@ fn error_policy(
 ) -> Action {
     let uid = object.metadata.uid.clone().unwrap_or_default();
     let attempts = context.note_error(&uid);
-    context.metrics.reconcile_error(error.category());
+    context.metrics.reconcile_failed(error.category());
     let delay = Duration::from_millis(500u64.saturating_mul(1 << attempts.min(8)))
         .min(Duration::from_secs(120));
     Action::requeue(delay)

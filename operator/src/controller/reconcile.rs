@@ -26,6 +26,7 @@ use super::object::ManagedSecretObject;
 use super::preview::preview;
 use super::status::StatusWriter;
 use super::steps::StepRunner;
+use crate::metrics::RotationOutcome;
 
 /// Condition set while audit records cannot be written; rotation steps wait for it to clear.
 pub const AUDIT_UNAVAILABLE: &str = "AuditUnavailable";
@@ -188,7 +189,7 @@ async fn run_lifecycle(
                 if decision.state.revision > revision_before {
                     context
                         .metrics
-                        .rotation_finished(validated.rotator.as_str(), true);
+                        .rotation_finished(validated.rotator.as_str(), RotationOutcome::Completed);
                     tracing::info!(managed_secret = %object.key(), %rotation_id, revision = decision.state.revision, "rotation completed");
                 }
             }
@@ -239,7 +240,7 @@ fn record_step_metrics(
         if !retryable {
             context
                 .metrics
-                .rotation_finished(validated.rotator.as_str(), false);
+                .rotation_finished(validated.rotator.as_str(), RotationOutcome::Failed);
         }
     }
 }
