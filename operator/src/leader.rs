@@ -60,7 +60,8 @@ pub enum LeaderError {
         namespace: String,
         name: String,
         #[source]
-        source: kube::Error,
+        // Boxed: kube's error is large and would bloat every Result of this module.
+        source: Box<kube::Error>,
     },
     #[error("{action} lease {namespace}/{name}: it changed between each read and write")]
     KeptChanging {
@@ -76,11 +77,13 @@ impl LeaderError {
     fn is_permanent(&self) -> bool {
         match self {
             Self::InvalidConfig { .. } => true,
-            Self::Api {
-                source: kube::Error::Api(status),
-                ..
-            } => matches!(status.code, 400 | 401 | 403 | 404 | 405 | 415 | 422),
-            Self::Api { .. } | Self::KeptChanging { .. } => false,
+            Self::Api { source, .. } => match source.as_ref() {
+                kube::Error::Api(status) => {
+                    matches!(status.code, 400 | 401 | 403 | 404 | 405 | 415 | 422)
+                }
+                _ => false,
+            },
+            Self::KeptChanging { .. } => false,
         }
     }
 }
@@ -207,7 +210,7 @@ impl Elector {
             action,
             namespace: self.config.namespace.clone(),
             name: self.config.name.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
