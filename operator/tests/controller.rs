@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use keyturn_apiserver::{Config, Handle, start};
 use keyturn_operator::controller::audit_sink::AuditSink;
@@ -467,4 +468,204 @@ async fn deletion_with_revoke_retires_the_credential() {
             .unwrap()
             .is_none()
     );
+}
+
+/// A Deployment reading the published Secret through envFrom, rolled out (the stand-in runs no
+/// deployment controller, so the test plays its part by writing status).
+async fn create_consumer(harness: &Harness, name: &str, secret: &str) {
+    let deployments: Api<Deployment> = Api::namespaced(harness.client.clone(), NAMESPACE);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "app", "image": "registry.example/app:1",
+                                                        "envFrom": [{"secretRef": {"name": secret}}]}]}}}
+    }))
+    .unwrap();
+    deployments
+        .create(&Default::default(), &deployment)
+        .await
+        .unwrap();
+    finish_rollout(harness, name).await;
+}
+
+async fn finish_rollout(harness: &Harness, name: &str) {
+    let deployments: Api<Deployment> = Api::namespaced(harness.client.clone(), NAMESPACE);
+    let generation = deployments
+        .get(name)
+        .await
+        .unwrap()
+        .metadata
+        .generation
+        .unwrap_or(1);
+    let status = json!({"status": {"observedGeneration": generation, "replicas": 1, "updatedReplicas": 1,
+                                   "readyReplicas": 1, "availableReplicas": 1}});
+    deployments
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+async fn fail_rollout(harness: &Harness, name: &str) {
+    let deployments: Api<Deployment> = Api::namespaced(harness.client.clone(), NAMESPACE);
+    let generation = deployments
+        .get(name)
+        .await
+        .unwrap()
+        .metadata
+        .generation
+        .unwrap_or(1);
+    let status = json!({"status": {"observedGeneration": generation, "replicas": 2, "updatedReplicas": 1,
+        "readyReplicas": 1, "availableReplicas": 1,
+        "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                        "message": "ReplicaSet has timed out progressing"}]}});
+    deployments
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+async fn request_rotation(harness: &Harness, name: &str, value: &str) {
+    let request = json!({"metadata": {"annotations": {"keyturn.dev/rotate-requested-at": value}}});
+    api(harness)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&request))
+        .await
+        .unwrap();
+}
+
+async fn in_flight_step(harness: &Harness, name: &str) -> Option<String> {
+    status(harness, name).await["inFlight"]["step"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn previous_credential_stays_valid_until_consumers_roll_out() {
+    let Some(pg) = keyturn_testenv::postgres() else {
+        return;
+    };
+    let harness = harness().await;
+    let role = postgres_target(&harness, &pg).await;
+    create_consumer(&harness, "orders-api", "orders").await;
+    let object = managed_secret(
+        "orders",
+        &pg,
+        &role,
+        json!({"rotator": {"postgres": {"strategy": "AlternatingUsers"}},
+               "rotation": {"every": "1h"},
+               "consumers": {"restart": [{"kind": "Deployment", "name": "orders-api"}], "rolloutTimeout": "10m"}}),
+    );
+    apply(&harness, &object).await;
+
+    // First issuance waits for the consumer's rollout like any other rotation.
+    wait_for(
+        &harness,
+        "the first rollout wait",
+        Duration::from_secs(30),
+        async || {
+            (in_flight_step(&harness, "orders").await.as_deref() == Some("AwaitRollout"))
+                .then_some(())
+        },
+    )
+    .await;
+    finish_rollout(&harness, "orders-api").await;
+    wait_for(
+        &harness,
+        "revision 1",
+        Duration::from_secs(30),
+        async || (status(&harness, "orders").await["revision"] == 1).then_some(()),
+    )
+    .await;
+    let first = published(&harness, "orders").await.unwrap();
+
+    // Second rotation: the other role gets the new password; the first keeps working until the
+    // restarted Deployment has rolled out.
+    request_rotation(&harness, "orders", "second").await;
+    let waiting = wait_for(
+        &harness,
+        "the second rollout wait",
+        Duration::from_secs(30),
+        async || {
+            let status = status(&harness, "orders").await;
+            (status["inFlight"]["step"] == "AwaitRollout").then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(
+        condition(&waiting, "Rotating").unwrap()["status"],
+        "True",
+        "{waiting:#}"
+    );
+    assert_eq!(waiting["consumers"][0]["name"], "orders-api", "{waiting:#}");
+    let second = published(&harness, "orders").await.unwrap();
+    assert_ne!(
+        second["username"], first["username"],
+        "AlternatingUsers switches roles"
+    );
+    assert!(can_log_in(&pg, &second["username"], &second["password"]).await);
+    assert!(
+        can_log_in(&pg, &first["username"], &first["password"]).await,
+        "the previous credential must stay valid while the consumer rolls out"
+    );
+    let deployments: Api<Deployment> = Api::namespaced(harness.client.clone(), NAMESPACE);
+    let annotations = deployments
+        .get("orders-api")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap();
+    let token = waiting["inFlight"]["rotationId"].as_str().unwrap();
+    assert!(
+        annotations["keyturn.dev/restarted-for"].contains(token),
+        "{annotations:?}"
+    );
+
+    finish_rollout(&harness, "orders-api").await;
+    wait_for(
+        &harness,
+        "revision 2",
+        Duration::from_secs(30),
+        async || (status(&harness, "orders").await["revision"] == 2).then_some(()),
+    )
+    .await;
+    assert!(
+        !can_log_in(&pg, &first["username"], &first["password"]).await,
+        "retired after the rollout"
+    );
+    assert!(can_log_in(&pg, &second["username"], &second["password"]).await);
+
+    // A failed rollout keeps the previous credential and says which workload failed.
+    request_rotation(&harness, "orders", "third").await;
+    wait_for(
+        &harness,
+        "the third rollout wait",
+        Duration::from_secs(30),
+        async || {
+            (in_flight_step(&harness, "orders").await.as_deref() == Some("AwaitRollout"))
+                .then_some(())
+        },
+    )
+    .await;
+    fail_rollout(&harness, "orders-api").await;
+    let degraded = wait_for(&harness, "Degraded", Duration::from_secs(30), async || {
+        let status = status(&harness, "orders").await;
+        condition(&status, "Degraded")
+            .filter(|degraded| degraded["status"] == "True")
+            .cloned()
+    })
+    .await;
+    assert!(
+        degraded["message"].as_str().unwrap().contains("orders-api"),
+        "{degraded}"
+    );
+    assert!(
+        can_log_in(&pg, &second["username"], &second["password"]).await,
+        "a failed rollout keeps the previous credential valid"
+    );
+    assert_eq!(status(&harness, "orders").await["revision"], 2);
 }
