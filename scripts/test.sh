@@ -75,6 +75,9 @@ for arg in "$@"; do
     -p | -p* | --package | --package=*) SCOPE=() ;;
     esac
 done
+# The e2e suite (keyturn-e2e) runs the real keyturn-operator binary, which nextest does not build
+# (it builds test targets only): build every binary first, with the same profile.
+run_phase "cargo build (binaries)" cargo build --workspace --bins --locked
 run_phase "cargo nextest" cargo nextest run "${SCOPE[@]}" --locked --no-fail-fast "$@"
 run_phase "doc tests" cargo test --workspace --doc --locked
 
