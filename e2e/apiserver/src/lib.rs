@@ -3,10 +3,14 @@
 
 pub mod error;
 pub mod faults;
+pub mod jsonpath;
+pub mod openapi;
 pub mod patch;
 pub mod resources;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod strategic;
+pub mod table;
 
 pub use server::{Config, Handle, start};

@@ -378,18 +378,6 @@ pub fn json_patch(doc: &Value, ops: &Value) -> Result<Value, String> {
     Ok(out)
 }
 
-/// Whether a strategic merge patch means the same as a JSON merge patch: it has no lists and no
-/// `$`-directives (lists would need the built-in types' merge keys, which the stand-in lacks).
-pub fn strategic_is_plain_merge(p: &Value) -> bool {
-    match p {
-        Value::Array(_) => false,
-        Value::Object(m) => m
-            .iter()
-            .all(|(k, v)| !k.starts_with('$') && strategic_is_plain_merge(v)),
-        _ => true,
-    }
-}
-
 #[cfg(test)]
 mod json_patch_tests {
     #![allow(clippy::unwrap_used)]
@@ -419,11 +407,5 @@ mod json_patch_tests {
             .is_err()
         );
         assert!(json_patch(&doc, &json!([{"op": "remove", "path": "/nope"}])).is_err());
-        assert!(strategic_is_plain_merge(
-            &json!({"spec": {"template": {"metadata": {"annotations": {"a": "b"}}}}})
-        ));
-        assert!(!strategic_is_plain_merge(
-            &json!({"spec": {"containers": []}})
-        ));
     }
 }

@@ -20,10 +20,61 @@ pub struct ResourceType {
     pub namespaced: bool,
     /// Whether the `/status` subresource exists (and the main resource ignores `.status`).
     pub status_subresource: bool,
-    /// Short names for discovery.
+    /// Short names for discovery (`kubectl get deploy`).
     pub short_names: Vec<String>,
+    /// Discovery categories (`kubectl get all` lists the types in `all`).
+    pub categories: Vec<String>,
     /// Whether this came from a CustomResourceDefinition (CRDs require resourceVersion on PUT).
     pub custom: bool,
+    /// A CRD version's `additionalPrinterColumns` (server-side `kubectl get` output).
+    pub printer_columns: Vec<PrinterColumn>,
+    /// A CRD version's `schema.openAPIV3Schema`, published under `/openapi/v3`.
+    pub schema: Option<Value>,
+}
+
+/// One of a CRD version's `additionalPrinterColumns`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrinterColumn {
+    /// Column header.
+    pub name: String,
+    /// `string`, `integer`, `number`, `boolean` or `date`.
+    pub kind: String,
+    /// OpenAPI format hint (`date-time`, `name`, ...), passed on to clients.
+    pub format: String,
+    /// Column description.
+    pub description: String,
+    /// 0: always shown; higher: only with `kubectl get -o wide`.
+    pub priority: i64,
+    /// A simple JSONPath relative to the object (`crate::jsonpath`).
+    pub json_path: String,
+}
+
+impl PrinterColumn {
+    fn from_crd(c: &Value) -> Result<Self, String> {
+        let name = c["name"]
+            .as_str()
+            .ok_or("additionalPrinterColumns entry without a name")?;
+        let json_path = c["jsonPath"]
+            .as_str()
+            .ok_or_else(|| format!("printer column {name:?} without a jsonPath"))?;
+        // The real API server rejects a CRD with a column path it cannot evaluate.
+        crate::jsonpath::JsonPath::parse(json_path)
+            .map_err(|e| format!("printer column {name:?}: {e}"))?;
+        let kind = c["type"].as_str().unwrap_or("string");
+        if !matches!(kind, "string" | "integer" | "number" | "boolean" | "date") {
+            return Err(format!(
+                "printer column {name:?}: unsupported type {kind:?}"
+            ));
+        }
+        Ok(Self {
+            name: name.into(),
+            kind: kind.into(),
+            format: c["format"].as_str().unwrap_or("").into(),
+            description: c["description"].as_str().unwrap_or("").into(),
+            priority: c["priority"].as_i64().unwrap_or(0),
+            json_path: json_path.into(),
+        })
+    }
 }
 
 impl ResourceType {
@@ -37,12 +88,22 @@ impl ResourceType {
             namespaced,
             status_subresource: false,
             short_names: Vec::new(),
+            categories: Vec::new(),
             custom: false,
+            printer_columns: Vec::new(),
+            schema: None,
         }
     }
 
     fn with_status(mut self) -> Self {
         self.status_subresource = true;
+        self
+    }
+
+    /// The short names and categories a real API server gives the type.
+    fn named(mut self, short_names: &[&str], categories: &[&str]) -> Self {
+        self.short_names = short_names.iter().map(|s| (*s).to_string()).collect();
+        self.categories = categories.iter().map(|s| (*s).to_string()).collect();
         self
     }
 
@@ -71,14 +132,22 @@ impl ResourceType {
 pub fn builtins() -> Vec<ResourceType> {
     let b = ResourceType::builtin;
     vec![
-        b("", "v1", "namespaces", "Namespace", false).with_status(),
+        b("", "v1", "namespaces", "Namespace", false)
+            .with_status()
+            .named(&["ns"], &[]),
         b("", "v1", "secrets", "Secret", true),
-        b("", "v1", "events", "Event", true),
-        b("", "v1", "serviceaccounts", "ServiceAccount", true),
-        b("", "v1", "configmaps", "ConfigMap", true),
-        b("apps", "v1", "deployments", "Deployment", true).with_status(),
-        b("apps", "v1", "statefulsets", "StatefulSet", true).with_status(),
-        b("apps", "v1", "daemonsets", "DaemonSet", true).with_status(),
+        b("", "v1", "events", "Event", true).named(&["ev"], &[]),
+        b("", "v1", "serviceaccounts", "ServiceAccount", true).named(&["sa"], &[]),
+        b("", "v1", "configmaps", "ConfigMap", true).named(&["cm"], &[]),
+        b("apps", "v1", "deployments", "Deployment", true)
+            .with_status()
+            .named(&["deploy"], &["all"]),
+        b("apps", "v1", "statefulsets", "StatefulSet", true)
+            .with_status()
+            .named(&["sts"], &["all"]),
+        b("apps", "v1", "daemonsets", "DaemonSet", true)
+            .with_status()
+            .named(&["ds"], &["all"]),
         b("coordination.k8s.io", "v1", "leases", "Lease", true),
         b("events.k8s.io", "v1", "events", "Event", true),
         b("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
@@ -129,27 +198,54 @@ pub fn from_crd_yaml(yaml: &str) -> Result<Vec<ResourceType>, String> {
                 .collect()
         })
         .unwrap_or_default();
+    let categories: Vec<String> = names["categories"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
     let namespaced = spec["scope"].as_str() != Some("Cluster");
     let versions = spec["versions"]
         .as_array()
         .ok_or("CRD without spec.versions")?;
-    Ok(versions
+    let mut out = Vec::new();
+    for v in versions
         .iter()
         .filter(|v| v["served"].as_bool().unwrap_or(true))
-        .filter_map(|v| {
-            Some(ResourceType {
-                group: group.into(),
-                version: v["name"].as_str()?.into(),
-                plural: plural.into(),
-                singular: singular.clone(),
-                kind: kind.into(),
-                namespaced,
-                status_subresource: v["subresources"]["status"].is_object(),
-                short_names: short_names.clone(),
-                custom: true,
+    {
+        let Some(version) = v["name"].as_str() else {
+            continue;
+        };
+        let printer_columns = v["additionalPrinterColumns"]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .map(PrinterColumn::from_crd)
+                    .collect::<Result<Vec<_>, _>>()
             })
-        })
-        .collect())
+            .transpose()
+            .map_err(|e| format!("CRD {plural}.{group} {version}: {e}"))?
+            .unwrap_or_default();
+        out.push(ResourceType {
+            group: group.into(),
+            version: version.into(),
+            plural: plural.into(),
+            singular: singular.clone(),
+            kind: kind.into(),
+            namespaced,
+            status_subresource: v["subresources"]["status"].is_object(),
+            short_names: short_names.clone(),
+            categories: categories.clone(),
+            custom: true,
+            printer_columns,
+            schema: v["schema"]["openAPIV3Schema"]
+                .is_object()
+                .then(|| v["schema"]["openAPIV3Schema"].clone()),
+        });
+    }
+    Ok(out)
 }
 
 /// Looks up a served type.
@@ -218,7 +314,7 @@ pub fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Opti
         resources.push(json!({
             "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
             "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
-            "shortNames": t.short_names,
+            "shortNames": t.short_names, "categories": t.categories,
         }));
         if t.status_subresource {
             resources.push(json!({

@@ -23,6 +23,7 @@ use crate::faults::{FaultRule, Faults};
 use crate::resources::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{self, Event, EventType, Store, WriteOptions};
+use crate::table::{self, Include};
 
 type Resp = Response<BoxBody<Bytes, Infallible>>;
 
@@ -311,6 +312,26 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))
 }
 
+/// The object in a POST or PUT body: JSON or YAML, as a real server reads them. Protobuf (which
+/// kubectl's typed clients send for built-ins, e.g. `kubectl create namespace`) and CBOR get 415,
+/// naming what is accepted; client-go falls back to JSON after a 415 for CBOR, not for protobuf.
+fn parse_object(content_type: &str, b: &[u8]) -> Result<Value, ApiError> {
+    match content_type {
+        "" | "application/json" | "*/*" => parse_json(b),
+        "application/yaml" => serde_yaml::from_slice(b)
+            .map_err(|e| ApiError::bad_request(format!("invalid YAML: {e}"))),
+        other => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json, application/yaml (got {other:?}; the keyturn stand-in does not \
+                 speak protobuf: use `kubectl apply -f` instead of `kubectl create <type>`)"
+            ),
+        )),
+    }
+}
+
 fn parse_json(b: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(b).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
 }
@@ -329,6 +350,13 @@ fn resolve<'a>(st: &'a State, segs: &[&str]) -> Result<Result<Target<'a>, Value>
         ["apis"] => return Ok(Err(resources::group_list(&st.types))),
         ["apis", g] => return resources::group(&st.types, g).map(Err).ok_or_else(nf),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        // kubectl's validation looks for the `fieldValidation` parameter here (crate::openapi).
+        ["openapi", "v3"] => return Ok(Err(crate::openapi::root(&st.types))),
+        ["openapi", "v3", gv @ ..] => {
+            return crate::openapi::group_version(&st.types, &gv.join("/"))
+                .map(Err)
+                .ok_or_else(nf);
+        }
         ["version"] => {
             return Ok(Err(
                 json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-keyturn-standin",
@@ -394,12 +422,24 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Result<Resp, ApiError
         .unwrap_or("")
         .trim()
         .to_string();
-    // `Accept: ...;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`: metadata-only answers.
-    let meta_only = req
+    let accept = req
         .headers()
         .get("accept")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
+        .unwrap_or("")
+        .to_string();
+    // `Accept: ...;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`: metadata-only answers.
+    let meta_only = accept.contains("as=PartialObjectMetadata");
+    // `Accept: application/json;as=Table;v=v1;g=meta.k8s.io,...` (kubectl get): server-side
+    // printing, for reads only, as on a real server.
+    let form = match table::table_version(&accept) {
+        Some(v) if req.method() == Method::GET => Form::Table(
+            v,
+            Include::parse(q.get("includeObject").map(String::as_str))?,
+        ),
+        _ if meta_only => Form::Meta,
+        _ => Form::Full,
+    };
     let out = |code: u16, v: &Value| {
         if meta_only {
             json_resp(code, &to_meta(v))
@@ -441,18 +481,34 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Result<Resp, ApiError
     };
     match (method, name) {
         (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            watch(st, t, ns.as_deref(), &q, meta_only)
+            watch(st, t, ns.as_deref(), &q, form)
         }
-        (Method::GET, None) => list(st, t, ns.as_deref(), &q, meta_only),
-        (Method::GET, Some(n)) => Ok(out(200, &st.store.get(t, &ns_req()?, &n)?)),
+        (Method::GET, None) => list(st, t, ns.as_deref(), &q, form),
+        (Method::GET, Some(n)) => {
+            let obj = st.store.get(t, &ns_req()?, &n)?;
+            Ok(match form {
+                Form::Table(version, include) => json_resp(
+                    200,
+                    &table::to_table(t, &[obj], None, include, version, chrono::Utc::now()),
+                ),
+                _ => out(200, &obj),
+            })
+        }
         (Method::POST, None) => Ok(out(
             201,
-            &st.store.create(t, &ns_req()?, parse_json(&body)?, &opts)?,
+            &st.store
+                .create(t, &ns_req()?, parse_object(&content_type, &body)?, &opts)?,
         )),
         (Method::PUT, Some(n)) => Ok(out(
             200,
-            &st.store
-                .replace(t, &ns_req()?, &n, parse_json(&body)?, status, &opts)?,
+            &st.store.replace(
+                t,
+                &ns_req()?,
+                &n,
+                parse_object(&content_type, &body)?,
+                status,
+                &opts,
+            )?,
         )),
         (Method::PATCH, Some(n)) => {
             let ns = ns_req()?;
@@ -467,20 +523,13 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Result<Resp, ApiError
                     &st.store
                         .json_patch(t, &ns, &n, &parse_json(&body)?, status, &opts)?,
                 )),
-                "application/strategic-merge-patch+json" if !t.custom => {
-                    let p = parse_json(&body)?;
-                    if !crate::patch::strategic_is_plain_merge(&p) {
-                        return Err(ApiError::new(
-                            415,
-                            "UnsupportedMediaType",
-                            "the stand-in only accepts strategic merge patches without lists or $-directives",
-                        ));
-                    }
-                    Ok(out(
-                        200,
-                        &st.store.merge_patch(t, &ns, &n, &p, status, &opts)?,
-                    ))
-                }
+                // CRDs have no strategic merge patch (415, as on a real server): kubectl sends
+                // them merge patches.
+                "application/strategic-merge-patch+json" if !t.custom => Ok(out(
+                    200,
+                    &st.store
+                        .strategic_patch(t, &ns, &n, &parse_json(&body)?, status, &opts)?,
+                )),
                 "application/apply-patch+yaml" => {
                     let applied: Value = serde_yaml::from_slice(&body)
                         .map_err(|e| ApiError::bad_request(format!("invalid YAML: {e}")))?;
@@ -536,7 +585,7 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Result<Resp, ApiError
         }
         (Method::DELETE, None) => {
             // deletecollection: every object matching the selectors, each deleted as by DELETE.
-            let (ls, fs) = selectors(&q)?;
+            let (ls, fs) = selectors(&q, t)?;
             let (items, _) = st.store.list(t, ns.as_deref());
             let mut deleted = Vec::new();
             for o in items.iter().filter(|o| ls.matches(o) && fs.matches(o)) {
@@ -572,10 +621,24 @@ fn to_meta(v: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": v["metadata"]})
 }
 
-fn selectors(q: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), ApiError> {
+/// The form of an answer, from the `Accept` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// The objects.
+    Full,
+    /// `PartialObjectMetadata`.
+    Meta,
+    /// A `Table` (`meta.k8s.io/` version, what rows carry).
+    Table(&'static str, Include),
+}
+
+fn selectors(
+    q: &HashMap<String, String>,
+    t: &ResourceType,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
     Ok((
         LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))?,
-        FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))?,
+        FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str), t)?,
     ))
 }
 
@@ -584,9 +647,9 @@ fn list(
     t: &ResourceType,
     ns: Option<&str>,
     q: &HashMap<String, String>,
-    meta_only: bool,
+    form: Form,
 ) -> Result<Resp, ApiError> {
-    let (ls, fs) = selectors(q)?;
+    let (ls, fs) = selectors(q, t)?;
     let (items, rv) = st.store.list(t, ns);
     let mut items: Vec<Value> = items
         .into_iter()
@@ -619,7 +682,13 @@ fn list(
         ));
         meta["remainingItemCount"] = json!(remaining);
     }
-    if meta_only {
+    if let Form::Table(version, include) = form {
+        return Ok(json_resp(
+            200,
+            &table::to_table(t, &items, Some(meta), include, version, chrono::Utc::now()),
+        ));
+    }
+    if form == Form::Meta {
         let items: Vec<Value> = items.iter().map(to_meta).collect();
         return Ok(json_resp(
             200,
@@ -650,11 +719,26 @@ impl Body for ChannelBody {
     }
 }
 
-fn line(kind: &str, object: &Value, meta_only: bool) -> Bytes {
-    let object = if meta_only && kind != "ERROR" {
-        &to_meta(object)
-    } else {
-        object
+/// One watch event in the form the watcher asked for. Table watches (`kubectl get -w`) get a
+/// one-row Table per event (a row-less one for a BOOKMARK); kubectl prints the column headers
+/// once because the definitions stay the same.
+fn line(kind: &str, object: &Value, form: Form, t: &ResourceType) -> Bytes {
+    let object = match form {
+        _ if kind == "ERROR" => object.clone(),
+        Form::Full => object.clone(),
+        Form::Meta => to_meta(object),
+        Form::Table(version, _) if kind == "BOOKMARK" => json!({
+            "kind": "Table", "apiVersion": version,
+            "metadata": {"resourceVersion": object["metadata"]["resourceVersion"]},
+            "columnDefinitions": [], "rows": []}),
+        Form::Table(version, include) => table::to_table(
+            t,
+            std::slice::from_ref(object),
+            None,
+            include,
+            version,
+            chrono::Utc::now(),
+        ),
     };
     let mut s = json!({"type": kind, "object": object}).to_string();
     s.push('\n');
@@ -692,9 +776,9 @@ fn watch(
     t: &ResourceType,
     ns: Option<&str>,
     q: &HashMap<String, String>,
-    meta_only: bool,
+    form: Form,
 ) -> Result<Resp, ApiError> {
-    let (ls, fs) = selectors(q)?;
+    let (ls, fs) = selectors(q, t)?;
     // Streaming lists (`sendInitialEvents=true`) start with the current state as ADDED events
     // and mark its end with an annotated BOOKMARK.
     let send_initial = q.get("sendInitialEvents").is_some_and(|b| b == "true");
@@ -722,13 +806,14 @@ fn watch(
     let start = match st.store.watch(t, ns, from) {
         Ok(s) => s,
         Err(e) if e.code == 410 => {
-            let _ = tx.try_send(line("ERROR", &e.to_status(), false));
+            let _ = tx.try_send(line("ERROR", &e.to_status(), form, t));
             return Ok(resp);
         }
         Err(e) => return Err(e),
     };
-    let (st, type_id, ns, kind, api_version) = (
+    let (st, t, type_id, ns, kind, api_version) = (
         st.clone(),
+        t.clone(),
         t.id(),
         ns.map(String::from),
         t.kind.clone(),
@@ -743,7 +828,7 @@ fn watch(
         let mut last_rv = from.unwrap_or(rv);
         for ev in &initial {
             if let Some((k, o)) = filter_event(ev, &type_id, ns.as_deref(), &ls, &fs)
-                && tx.send(line(k, &o, meta_only)).await.is_err()
+                && tx.send(line(k, &o, form, &t)).await.is_err()
             {
                 return;
             }
@@ -753,7 +838,7 @@ fn watch(
             let bm = json!({"kind": kind, "apiVersion": api_version, "metadata": {
                 "resourceVersion": last_rv.to_string(),
                 "annotations": {"k8s.io/initial-events-end": "true"}}});
-            if tx.send(line("BOOKMARK", &bm, meta_only)).await.is_err() {
+            if tx.send(line("BOOKMARK", &bm, form, &t)).await.is_err() {
                 return;
             }
         }
@@ -768,7 +853,7 @@ fn watch(
                     let Some(ev) = ev else { return };
                     last_rv = last_rv.max(ev.rv);
                     if let Some((k, o)) = filter_event(&ev, &type_id, ns.as_deref(), &ls, &fs)
-                        && tx.send(line(k, &o, meta_only)).await.is_err() {
+                        && tx.send(line(k, &o, form, &t)).await.is_err() {
                             return;
                         }
                 }
@@ -777,14 +862,14 @@ fn watch(
                     while let Ok(ev) = rx.try_recv() {
                         last_rv = last_rv.max(ev.rv);
                         if let Some((k, o)) = filter_event(&ev, &type_id, ns.as_deref(), &ls, &fs)
-                            && tx.send(line(k, &o, meta_only)).await.is_err() {
+                            && tx.send(line(k, &o, form, &t)).await.is_err() {
                                 return;
                             }
                     }
                     last_rv = last_rv.max(current);
                     let bm = json!({"kind": kind, "apiVersion": api_version,
                                     "metadata": {"resourceVersion": last_rv.to_string()}});
-                    if tx.send(line("BOOKMARK", &bm, meta_only)).await.is_err() {
+                    if tx.send(line("BOOKMARK", &bm, form, &t)).await.is_err() {
                         return;
                     }
                 }

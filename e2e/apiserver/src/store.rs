@@ -602,17 +602,51 @@ impl Store {
         status: bool,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        self.patch_with(t, ns, name, p, status, opts, |target, p| {
+            patch::merge_patch(target, p);
+            Ok(())
+        })
+    }
+
+    /// PATCH with `application/strategic-merge-patch+json` (built-in types; see
+    /// `crate::strategic`).
+    pub fn strategic_patch(
+        &self,
+        t: &ResourceType,
+        ns: &str,
+        name: &str,
+        p: &Value,
+        status: bool,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        self.patch_with(t, ns, name, p, status, opts, |target, p| {
+            crate::strategic::apply(target, p).map_err(ApiError::bad_request)
+        })
+    }
+
+    /// A merge-style patch: `merge` applies `p` to the stored object (or to its status).
+    #[allow(clippy::too_many_arguments)]
+    fn patch_with(
+        &self,
+        t: &ResourceType,
+        ns: &str,
+        name: &str,
+        p: &Value,
+        status: bool,
+        opts: &WriteOptions,
+        merge: impl Fn(&mut Value, &Value) -> Result<(), ApiError>,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
         let old = Self::stored(&inner, t, ns, name)?;
         Self::check_rv(t, &old, p)?;
         let mut new = old.clone();
         if status {
             if let Some(s) = p.get("status") {
-                patch::merge_patch(&mut new["status"], s);
+                merge(&mut new["status"], s)?;
                 strip_null_status(&mut new);
             }
         } else {
-            patch::merge_patch(&mut new, p);
+            merge(&mut new, p)?;
             if t.status_subresource {
                 new["status"] = old.get("status").cloned().unwrap_or(Value::Null);
                 strip_null_status(&mut new);
@@ -711,7 +745,18 @@ impl Store {
                 }
             }
         }
-        if !conflicts.is_empty() && !force {
+        // `kubectl apply --server-side` takes over what `kubectl apply` (client-side) set: a
+        // real server forces an apply by manager `kubectl` whose conflicts all lie within the
+        // object's last-applied-configuration annotation (its "lastAppliedManager").
+        let upgrade = manager == "kubectl"
+            && old["metadata"]["annotations"][LAST_APPLIED]
+                .as_str()
+                .and_then(|a| serde_json::from_str::<Value>(a).ok())
+                .is_some_and(|last| {
+                    let owned = patch::leaf_paths(&last);
+                    conflicting.iter().all(|p| owned.contains(p))
+                });
+        if !conflicts.is_empty() && !force && !upgrade {
             return Err(ApiError::new(
                 409,
                 "Conflict",
@@ -891,6 +936,9 @@ impl Store {
 }
 
 const NAMESPACES: &str = "/v1/namespaces";
+
+/// The annotation in which client-side `kubectl apply` keeps what it applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 fn ns_key(ns: &str) -> Key {
     (NAMESPACES.to_string(), String::new(), ns.to_string())

@@ -271,3 +271,40 @@ async fn delete_collection_by_label() {
         .collect();
     assert_eq!(left, ["c"]);
 }
+
+#[tokio::test]
+async fn server_side_apply_by_kubectl_takes_over_client_side_apply() {
+    let (_h, client) = setup(100).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    // As `kubectl apply` (client-side) creates it: the last applied configuration in an
+    // annotation, the fields owned by an Update entry.
+    let last = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "c", "namespace": "default"}, "data": {"a": "1"}});
+    let mut c = cm("c", &[]);
+    c.metadata.annotations = Some(BTreeMap::from([(
+        "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+        last.to_string(),
+    )]));
+    c.data = Some(BTreeMap::from([("a".to_string(), "1".to_string())]));
+    let pp = PostParams {
+        field_manager: Some("kubectl-client-side-apply".into()),
+        ..PostParams::default()
+    };
+    api.create(&pp, &c).await.unwrap();
+    let changed = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": "c"}, "data": {"a": "2"}});
+    // Another manager conflicts on the field; `kubectl` itself takes it over.
+    match api
+        .patch("c", &PatchParams::apply("other"), &Patch::Apply(&changed))
+        .await
+        .unwrap_err()
+    {
+        kube::Error::Api(s) => assert_eq!(s.code, 409),
+        other => panic!("{other:?}"),
+    }
+    let out = api
+        .patch("c", &PatchParams::apply("kubectl"), &Patch::Apply(&changed))
+        .await
+        .unwrap();
+    assert_eq!(out.data.unwrap()["a"], "2");
+}
