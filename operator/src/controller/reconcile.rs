@@ -79,7 +79,7 @@ async fn invalid_spec(
         .await
         .map_err(|source| ReconcileError::status(object, source))?
     {
-        tracing::warn!(managed_secret = %object.key(), %message, "invalid spec");
+        tracing::warn!(managed_secret = %object.key(), problems = %message, "invalid spec");
         events::publish(
             context,
             object,
