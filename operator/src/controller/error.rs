@@ -1,7 +1,7 @@
 //! Errors that end a reconcile early. Step failures are not among them: those go into status
 //! through the lifecycle core, with its backoff. These are failures to talk to the API itself.
 
-use super::object::{ManagedSecretObject, ObjectError};
+use super::object::{ManagedSecretObject, ObjectError, RefetchError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -13,6 +13,8 @@ pub enum ReconcileError {
     },
     #[error(transparent)]
     Object(#[from] ObjectError),
+    #[error(transparent)]
+    Refetch(#[from] RefetchError),
     #[error("failed to clean up {object}: {message}")]
     Cleanup { object: String, message: String },
     #[error("finalizer of {object}: {message}")]
@@ -36,6 +38,7 @@ impl ReconcileError {
             } if status.code == 409 => "Conflict",
             ReconcileError::Status { .. } => "StatusWriteFailed",
             ReconcileError::Object(_) => "InvalidObject",
+            ReconcileError::Refetch(_) => "ReadFailed",
             ReconcileError::Cleanup { .. } => "CleanupFailed",
             ReconcileError::Finalizer { .. } => "FinalizerFailed",
         }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod object;
 pub mod preview;
 pub mod reconcile;
+pub mod resource;
 pub mod secrets;
 pub mod status;
 pub mod steps;
@@ -21,15 +22,16 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject};
+use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 
 pub use context::Context;
 use error::ReconcileError;
 use object::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, ManagedSecretObject};
+use resource::ManagedSecretResource;
 
 /// Removed only after cleanup has run.
 pub const FINALIZER: &str = "keyturn.dev/cleanup";
@@ -43,17 +45,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = context.client.clone();
-    let resource = context.resource.clone();
-    let (managed_secrets, secrets): (Api<DynamicObject>, Api<PartialObjectMeta<Secret>>) =
+    let (managed_secrets, secrets): (Api<ManagedSecretResource>, Api<PartialObjectMeta<Secret>>) =
         match watch_namespace {
             Some(namespace) => (
-                Api::namespaced_with(client.clone(), namespace, &resource),
+                Api::namespaced(client.clone(), namespace),
                 Api::namespaced(client.clone(), namespace),
             ),
-            None => (
-                Api::all_with(client.clone(), &resource),
-                Api::all(client.clone()),
-            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
         };
     // Only Secrets keyturn labelled, and only their metadata: Secret data never enters the cache.
     let owned_secrets = watcher(
@@ -62,7 +60,14 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
-    Controller::new_with(managed_secrets, watcher::Config::default().any_semantic(), resource)
+    // The cache holds slimmed objects (see resource.rs): no managed fields, raw spec and status.
+    let (reader, writer) = reflector::store();
+    let managed_secret_events = watcher(managed_secrets, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(resource::slim)
+        .reflect(writer)
+        .touched_objects();
+    Controller::for_stream(managed_secret_events, reader)
         .with_config(ControllerConfig::default().concurrency(concurrency.max(1)))
         .owns_stream(owned_secrets)
         .graceful_shutdown_on(shutdown)
@@ -80,13 +85,12 @@ pub async fn run(
 }
 
 async fn reconcile(
-    object: Arc<DynamicObject>,
+    object: Arc<ManagedSecretResource>,
     context: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let started = Instant::now();
     let namespace = object.metadata.namespace.clone().unwrap_or_default();
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(context.client.clone(), &namespace, &context.resource);
+    let api: Api<ManagedSecretResource> = Api::namespaced(context.client.clone(), &namespace);
     let deleting_since = object
         .metadata
         .deletion_timestamp
@@ -99,11 +103,11 @@ async fn reconcile(
     let result = finalizer(&api, FINALIZER, object, |event| async {
         match event {
             FinalizerEvent::Apply(object) => {
-                let parsed = ManagedSecretObject::from_dynamic(&object, &context.resource)?;
+                let parsed = ManagedSecretObject::from_resource(&object)?;
                 reconcile::apply(&parsed, &context).await
             }
             FinalizerEvent::Cleanup(object) => {
-                let parsed = ManagedSecretObject::from_dynamic(&object, &context.resource)?;
+                let parsed = ManagedSecretObject::from_resource(&object)?;
                 cleanup::cleanup(&parsed, &context, deleting_since).await
             }
         }
@@ -126,7 +130,7 @@ async fn reconcile(
 /// API failures (not step failures, which the lifecycle core backs off itself): retry soon,
 /// then less often, per object.
 fn error_policy(
-    object: Arc<DynamicObject>,
+    object: Arc<ManagedSecretResource>,
     error: &ReconcileError,
     context: Arc<Context>,
 ) -> Action {

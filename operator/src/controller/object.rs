@@ -9,8 +9,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use keyturn_crds::validate::{FieldError, ValidatedSpec, validate_spec};
 use keyturn_crds::{ManagedSecretSpec, ManagedSecretStatus};
 use kube::ResourceExt;
-use kube::api::DynamicObject;
-use kube::discovery::ApiResource;
+
+use super::error::ReconcileError;
+use super::resource::{GROUP, KIND, ManagedSecretResource, VERSION};
 
 /// Annotation whose value, when it changes, requests one rotation now.
 pub const ROTATE_REQUEST_ANNOTATION: &str = "keyturn.dev/rotate-requested-at";
@@ -32,8 +33,19 @@ pub struct ManagedSecretObject {
     /// and times, and the staging Secret keeps any credential in flight).
     pub status: ManagedSecretStatus,
     pub status_unreadable: Option<String>,
+    /// Read from the API just now rather than from the watch cache, which may lag behind the
+    /// controller's own last status write.
+    pub fresh: bool,
     pub api_version: String,
     pub kind: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("failed to read ManagedSecret {object}: {source}")]
+pub struct RefetchError {
+    pub object: String,
+    #[source]
+    pub source: kube::Error,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +55,8 @@ pub enum ObjectError {
 }
 
 impl ManagedSecretObject {
-    pub fn from_dynamic(
-        object: &DynamicObject,
-        resource: &ApiResource,
+    pub fn from_resource(
+        object: &ManagedSecretResource,
     ) -> Result<ManagedSecretObject, ObjectError> {
         let name = object.name_any();
         let (Some(namespace), Some(uid)) = (object.namespace(), object.uid()) else {
@@ -54,16 +65,19 @@ impl ManagedSecretObject {
         if name.is_empty() {
             return Err(ObjectError::MissingMetadata(format!("{namespace}/?")));
         }
-        let spec = parse_spec(object.data.get("spec"));
-        let (status, status_unreadable) = match object.data.get("status") {
-            None | Some(serde_json::Value::Null) => (ManagedSecretStatus::default(), None),
-            Some(value) => match serde_path_to_error::deserialize(value) {
-                Ok(status) => (status, None),
-                Err(error) => (
-                    ManagedSecretStatus::default(),
-                    Some(format!("status.{}: {}", error.path(), error.inner())),
-                ),
-            },
+        let spec = parse_spec(object.spec.as_deref());
+        let (status, status_unreadable) = match object.status.as_deref() {
+            None => (ManagedSecretStatus::default(), None),
+            Some(text) => {
+                let mut deserializer = serde_json::Deserializer::from_str(text);
+                match serde_path_to_error::deserialize(&mut deserializer) {
+                    Ok(status) => (status, None),
+                    Err(error) => (
+                        ManagedSecretStatus::default(),
+                        Some(format!("status.{}: {}", error.path(), error.inner())),
+                    ),
+                }
+            }
         };
         Ok(ManagedSecretObject {
             rotate_request: object.annotations().get(ROTATE_REQUEST_ANNOTATION).cloned(),
@@ -77,9 +91,32 @@ impl ManagedSecretObject {
             spec,
             status,
             status_unreadable,
-            api_version: resource.api_version.clone(),
-            kind: resource.kind.clone(),
+            fresh: false,
+            api_version: format!("{GROUP}/{VERSION}"),
+            kind: KIND.to_owned(),
         })
+    }
+
+    /// The object as the API has it now, or `None` if it is gone.
+    pub async fn refetch(
+        &self,
+        client: kube::Client,
+    ) -> Result<Option<ManagedSecretObject>, ReconcileError> {
+        let api: kube::Api<ManagedSecretResource> = kube::Api::namespaced(client, &self.namespace);
+        let latest = api
+            .get_opt(&self.name)
+            .await
+            .map_err(|source| RefetchError {
+                object: self.key(),
+                source,
+            })?;
+        let Some(mut latest) = latest else {
+            return Ok(None);
+        };
+        super::resource::slim(&mut latest);
+        let mut object = ManagedSecretObject::from_resource(&latest)?;
+        object.fresh = true;
+        Ok(Some(object))
     }
 
     /// `namespace/name`, as logs and errors name the object.
@@ -148,30 +185,30 @@ fn label_value(name: &str) -> String {
     cut.trim_end_matches(['-', '.', '_']).to_owned()
 }
 
-fn parse_spec(
-    value: Option<&serde_json::Value>,
-) -> Result<(ManagedSecretSpec, ValidatedSpec), Vec<FieldError>> {
-    let Some(value) = value.filter(|value| !value.is_null()) else {
+fn parse_spec(text: Option<&str>) -> Result<(ManagedSecretSpec, ValidatedSpec), Vec<FieldError>> {
+    let Some(text) = text.filter(|text| *text != "null") else {
         return Err(vec![FieldError {
             field: "spec".into(),
             message: "is missing; a ManagedSecret needs at least spec.rotator and spec.rotation"
                 .into(),
         }]);
     };
-    let spec: ManagedSecretSpec = serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        vec![FieldError {
-            field: if path == "." || path.is_empty() {
-                "spec".to_owned()
-            } else {
-                format!("spec.{path}")
-            },
-            message: format!(
-                "{}; see `kubectl explain managedsecret.spec` for the expected shape",
-                error.inner()
-            ),
-        }]
-    })?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let spec: ManagedSecretSpec =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            vec![FieldError {
+                field: if path == "." || path.is_empty() {
+                    "spec".to_owned()
+                } else {
+                    format!("spec.{path}")
+                },
+                message: format!(
+                    "{}; see `kubectl explain managedsecret.spec` for the expected shape",
+                    error.inner()
+                ),
+            }]
+        })?;
     match validate_spec(&spec) {
         Ok(validated) => Ok((spec, validated)),
         Err(errors) => Err(errors.errors().to_vec()),
@@ -181,32 +218,23 @@ fn parse_spec(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::api::GroupVersionKind;
-    use kube::discovery::ApiResource;
     use serde_json::json;
 
-    fn resource() -> ApiResource {
-        ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("keyturn.dev", "v1alpha1", "ManagedSecret"),
-            "managedsecrets",
-        )
-    }
-
-    fn object(spec: serde_json::Value) -> DynamicObject {
-        serde_json::from_value(json!({
+    fn object(spec: serde_json::Value) -> ManagedSecretResource {
+        let text = json!({
             "apiVersion": "keyturn.dev/v1alpha1", "kind": "ManagedSecret",
             "metadata": {"name": "db", "namespace": "payments", "uid": "u-1", "generation": 2},
             "spec": spec,
-        }))
-        .unwrap()
+        })
+        .to_string();
+        serde_json::from_str(&text).unwrap()
     }
 
     #[test]
     fn a_wrongly_typed_field_is_named() {
-        let parsed = ManagedSecretObject::from_dynamic(
-            &object(json!({"rotator": {"postgres": {"host": 5}}, "rotation": {"every": "1h"}})),
-            &resource(),
-        )
+        let parsed = ManagedSecretObject::from_resource(&object(
+            json!({"rotator": {"postgres": {"host": 5}}, "rotation": {"every": "1h"}}),
+        ))
         .unwrap();
         let errors = parsed.spec.unwrap_err();
         assert!(
@@ -218,17 +246,18 @@ mod tests {
     #[test]
     fn a_missing_spec_is_reported() {
         let mut object = object(json!(null));
-        object.data = json!({});
-        let parsed = ManagedSecretObject::from_dynamic(&object, &resource()).unwrap();
+        object.spec = None;
+        let parsed = ManagedSecretObject::from_resource(&object).unwrap();
         assert_eq!(parsed.spec.unwrap_err()[0].field, "spec");
     }
 
     #[test]
     fn names_derive_from_the_object() {
-        let parsed = ManagedSecretObject::from_dynamic(&object(json!({})), &resource()).unwrap();
+        let parsed = ManagedSecretObject::from_resource(&object(json!({}))).unwrap();
         assert_eq!(parsed.published_secret_name(), "db");
         assert_eq!(parsed.staging_secret_name(), "db-keyturn-staging");
         assert_eq!(parsed.key(), "payments/db");
+        assert_eq!(parsed.api_version, "keyturn.dev/v1alpha1");
         assert_eq!(label_value(&"a".repeat(70)).len(), 63);
     }
 }

@@ -122,6 +122,15 @@ async fn run_lifecycle(
     let mut runner = StepRunner::new(context, object, spec, validated);
     let mut consumers = object.status.consumers.clone();
     let mut decision = plan(&observe(object, policy, &object.status.rotation));
+    // Before acting, make sure the state is current: the watch cache can lag behind this
+    // controller's own last status write, and replaying steps from an older state could act on
+    // a credential that has since changed roles (a late retire).
+    if matches!(decision.action, PlanAction::Run { .. }) && !object.fresh {
+        return match object.refetch(context.client.clone()).await? {
+            Some(latest) => Box::pin(apply(&latest, context)).await,
+            None => Ok(Action::await_change()),
+        };
+    }
     for _ in 0..MAX_DECISIONS {
         if let Err(error) = context
             .audit
