@@ -669,3 +669,72 @@ async fn previous_credential_stays_valid_until_consumers_roll_out() {
     );
     assert_eq!(status(&harness, "orders").await["revision"], 2);
 }
+
+#[tokio::test]
+async fn paused_holds_rotation_and_an_invalid_object_can_still_be_deleted() {
+    let harness = harness().await;
+    // Paused from the start: nothing is issued, the hold is visible, and nothing is written to
+    // any backend (the host does not even exist).
+    let paused = json!({
+        "apiVersion": "keyturn.dev/v1alpha1", "kind": "ManagedSecret",
+        "metadata": {"name": "held", "namespace": NAMESPACE},
+        "spec": {"rotator": {"postgres": {"host": "db.invalid", "adminSecretRef": {"name": "none"}, "role": "app"}},
+                 "rotation": {"every": "1h", "paused": true}, "expiry": {"ttl": "24h"}}
+    });
+    apply(&harness, &paused).await;
+    let held = wait_for(&harness, "Paused", Duration::from_secs(20), async || {
+        let status = status(&harness, "held").await;
+        let is_paused =
+            condition(&status, "Paused").is_some_and(|paused| paused["status"] == "True");
+        is_paused.then_some(status)
+    })
+    .await;
+    assert_eq!(held["revision"].as_u64().unwrap_or(0), 0, "{held:#}");
+    assert!(
+        held["lastFailure"].is_null(),
+        "a paused object touches no backend: {held:#}"
+    );
+    assert!(published(&harness, "held").await.is_none());
+
+    // An object whose spec cannot be acted on still goes away when deleted (the finalizer
+    // does not wait for a backend it cannot know).
+    let broken = json!({
+        "apiVersion": "keyturn.dev/v1alpha1", "kind": "ManagedSecret",
+        "metadata": {"name": "broken-delete", "namespace": NAMESPACE},
+        "spec": {"rotator": {"postgres": {"host": "db", "adminSecretRef": {"name": "a"}, "role": "app"}},
+                 "rotation": {"every": "soon"}, "deletionPolicy": "Revoke"}
+    });
+    apply(&harness, &broken).await;
+    wait_for(
+        &harness,
+        "the finalizer",
+        Duration::from_secs(20),
+        async || {
+            let object = api(&harness).get("broken-delete").await.ok()?;
+            object
+                .metadata
+                .finalizers
+                .filter(|finalizers| !finalizers.is_empty())
+                .map(|_| ())
+        },
+    )
+    .await;
+    api(&harness)
+        .delete("broken-delete", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        &harness,
+        "the invalid object to go",
+        Duration::from_secs(20),
+        async || {
+            api(&harness)
+                .get_opt("broken-delete")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+}
