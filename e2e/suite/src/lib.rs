@@ -8,6 +8,7 @@
 mod canary;
 mod cluster;
 mod http;
+mod managed;
 mod names;
 mod objects;
 mod operator;
@@ -20,6 +21,7 @@ pub mod postgres;
 
 pub use canary::assert_no_canary;
 pub use cluster::{Cluster, E2E_KUBECONFIG, TestNamespace};
+pub use managed::MANAGED_SECRET_API_VERSION;
 pub use names::{random_suffix, unique_name, workspace_root};
 pub use objects::{FIELD_MANAGER, parse_yaml_documents};
 pub use operator::{

@@ -12,34 +12,10 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::time::Duration;
 
 use keyturn_e2e::postgres::{Postgres, Strategy};
-use keyturn_e2e::{Cluster, OperatorProcess, wait_for};
+use keyturn_e2e::{Cluster, OperatorProcess};
 use serde_json::{Value, json};
 
 const API_VERSION: &str = "keyturn.dev/v1alpha1";
-
-async fn status(cluster: &Cluster, namespace: &str, name: &str) -> Value {
-    cluster
-        .get(namespace, API_VERSION, "ManagedSecret", name)
-        .await
-        .map(|object| object["status"].clone())
-        .unwrap_or(Value::Null)
-}
-
-async fn settled_at(cluster: &Cluster, namespace: &str, name: &str, revision: u64) -> Value {
-    wait_for(
-        &format!("{name} settled at revision {revision}"),
-        Duration::from_secs(90),
-        async || {
-            let status = status(cluster, namespace, name).await;
-            if status["revision"].as_u64() == Some(revision) && status["inFlight"].is_null() {
-                Ok(status)
-            } else {
-                Err(status)
-            }
-        },
-    )
-    .await
-}
 
 async fn crash_and_resume(point: &str) {
     let Some(postgres) = Postgres::from_env() else {
@@ -62,7 +38,9 @@ async fn crash_and_resume(point: &str) {
         .spawn();
     first.wait_ready().await;
     cluster.apply_yaml(ns, &manifest.to_yaml()).await;
-    settled_at(&cluster, ns, "orders", 1).await;
+    cluster
+        .wait_for_revision(ns, "orders", 1, true, Duration::from_secs(90))
+        .await;
     first.terminate();
     assert_eq!(
         first
@@ -103,7 +81,9 @@ async fn crash_and_resume(point: &str) {
         .identity("resumed")
         .spawn();
     resumed.wait_ready().await;
-    let after = settled_at(&cluster, ns, "orders", 2).await;
+    let after = cluster
+        .wait_for_revision(ns, "orders", 2, true, Duration::from_secs(90))
+        .await;
     assert_eq!(after["handledRotateRequest"], "crash-test", "{after:#}");
     assert_eq!(after["lastFailure"], Value::Null, "{after:#}");
 
@@ -140,7 +120,10 @@ async fn crash_and_resume(point: &str) {
 
     // No second rotation for the same request, however long it runs.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(status(&cluster, ns, "orders").await["revision"], 2);
+    assert_eq!(
+        cluster.managed_secret_status(ns, "orders").await["revision"],
+        2
+    );
 }
 
 macro_rules! crash_cases {
@@ -204,7 +187,9 @@ async fn scheduled_rotation_crashing_after_apply_resumes_the_same_rotation() {
     let resumed = OperatorProcess::builder(&cluster, &namespace)
         .identity("resumed")
         .spawn();
-    settled_at(&cluster, ns, "orders", 1).await;
+    cluster
+        .wait_for_revision(ns, "orders", 1, true, Duration::from_secs(90))
+        .await;
     resumed.terminate();
     resumed.wait_exit(Duration::from_secs(30)).await;
     let before = cluster
@@ -221,7 +206,7 @@ async fn scheduled_rotation_crashing_after_apply_resumes_the_same_rotation() {
         .await
         .expect("the scheduled rotation reached Apply");
     assert_eq!(died.signal(), Some(6));
-    let persisted = status(&cluster, ns, "orders").await;
+    let persisted = cluster.managed_secret_status(ns, "orders").await;
     assert!(
         persisted["inFlight"].is_null(),
         "nothing persisted before Apply for a scheduled rotation: {persisted:#}"
@@ -234,7 +219,9 @@ async fn scheduled_rotation_crashing_after_apply_resumes_the_same_rotation() {
     let _final = OperatorProcess::builder(&cluster, &namespace)
         .identity("final")
         .spawn();
-    settled_at(&cluster, ns, "orders", 2).await;
+    cluster
+        .wait_for_revision(ns, "orders", 2, true, Duration::from_secs(90))
+        .await;
     let published = cluster
         .read_secret(ns, manifest.published_secret_name())
         .await

@@ -6,30 +6,10 @@
 use std::time::Duration;
 
 use keyturn_e2e::postgres::{Postgres, Strategy};
-use keyturn_e2e::{Cluster, OperatorProcess, wait_for};
-use serde_json::{Value, json};
+use keyturn_e2e::{Cluster, OperatorProcess};
+use serde_json::json;
 
 const API_VERSION: &str = "keyturn.dev/v1alpha1";
-
-async fn settled_revision(cluster: &Cluster, namespace: &str, revision: u64) -> Value {
-    wait_for(
-        &format!("revision {revision}"),
-        Duration::from_secs(90),
-        async || {
-            let status = cluster
-                .get(namespace, API_VERSION, "ManagedSecret", "orders")
-                .await
-                .map(|object| object["status"].clone())
-                .unwrap_or(Value::Null);
-            if status["revision"].as_u64() == Some(revision) && status["inFlight"].is_null() {
-                Ok(status)
-            } else {
-                Err(status)
-            }
-        },
-    )
-    .await
-}
 
 /// Rotation steps this replica ran, from its JSON log.
 fn steps_run(operator: &OperatorProcess) -> Vec<(String, String)> {
@@ -80,14 +60,24 @@ async fn two_replicas_never_both_rotate_and_the_standby_takes_over() {
     second.wait_ready().await;
 
     cluster.apply_yaml(ns, &manifest.to_yaml()).await;
-    settled_revision(&cluster, ns, 1).await;
+    cluster
+        .wait_for_revision(ns, "orders", 1, true, Duration::from_secs(90))
+        .await;
     for request in ["one", "two"] {
         let patch =
             json!({"metadata": {"annotations": {"keyturn.dev/rotate-requested-at": request}}});
         cluster
             .merge_patch(ns, API_VERSION, "ManagedSecret", "orders", &patch)
             .await;
-        settled_revision(&cluster, ns, if request == "one" { 2 } else { 3 }).await;
+        cluster
+            .wait_for_revision(
+                ns,
+                "orders",
+                if request == "one" { 2 } else { 3 },
+                true,
+                Duration::from_secs(90),
+            )
+            .await;
     }
     assert!(
         steps_run(&second).is_empty(),
@@ -115,7 +105,9 @@ async fn two_replicas_never_both_rotate_and_the_standby_takes_over() {
     cluster
         .merge_patch(ns, API_VERSION, "ManagedSecret", "orders", &patch)
         .await;
-    let status = settled_revision(&cluster, ns, 4).await;
+    let status = cluster
+        .wait_for_revision(ns, "orders", 4, true, Duration::from_secs(90))
+        .await;
     assert_eq!(status["handledRotateRequest"], "after-failover");
     let taken_over = steps_run(&second);
     assert_eq!(

@@ -11,43 +11,11 @@ use std::time::Duration;
 use keyturn_e2e::aws::Moto;
 use keyturn_e2e::openbao::{DEV_KV_MOUNT, OpenBao};
 use keyturn_e2e::postgres::{Postgres, Strategy};
-use keyturn_e2e::{Cluster, OperatorProcess, assert_no_canary, wait_for};
+use keyturn_e2e::{Cluster, OperatorProcess, assert_no_canary};
 use serde_json::Value;
 
-const MANAGED_SECRETS: &str = "keyturn.dev/v1alpha1";
 /// First issuance plus one scheduled rotation (every 1m, the minimum) with room to spare.
 const SCHEDULED: Duration = Duration::from_secs(150);
-
-async fn status(cluster: &Cluster, namespace: &str, name: &str) -> Value {
-    cluster
-        .get(namespace, MANAGED_SECRETS, "ManagedSecret", name)
-        .await
-        .map(|object| object["status"].clone())
-        .unwrap_or(Value::Null)
-}
-
-/// Waits for `revision` of `name` with nothing in flight, and returns its status.
-async fn revision(
-    cluster: &Cluster,
-    namespace: &str,
-    name: &str,
-    revision: u64,
-    timeout: Duration,
-) -> Value {
-    wait_for(
-        &format!("{name} at revision {revision}"),
-        timeout,
-        async || {
-            let status = status(cluster, namespace, name).await;
-            if status["revision"].as_u64() >= Some(revision) && status["inFlight"].is_null() {
-                Ok(status)
-            } else {
-                Err(status)
-            }
-        },
-    )
-    .await
-}
 
 fn ready(status: &Value) -> bool {
     status["conditions"]
@@ -90,9 +58,15 @@ async fn postgres_openbao_and_aws_rotate_on_schedule() {
     }
 
     // First issuance of all three.
-    let first_orders = revision(&cluster, ns, "orders", 1, Duration::from_secs(60)).await;
-    revision(&cluster, ns, "reporting", 1, Duration::from_secs(60)).await;
-    revision(&cluster, ns, "webhook", 1, Duration::from_secs(60)).await;
+    let first_orders = cluster
+        .wait_for_revision(ns, "orders", 1, false, Duration::from_secs(60))
+        .await;
+    cluster
+        .wait_for_revision(ns, "reporting", 1, false, Duration::from_secs(60))
+        .await;
+    cluster
+        .wait_for_revision(ns, "webhook", 1, false, Duration::from_secs(60))
+        .await;
     assert!(ready(&first_orders), "{first_orders:#}");
     let first = cluster
         .read_secret(ns, orders.published_secret_name())
@@ -111,7 +85,9 @@ async fn postgres_openbao_and_aws_rotate_on_schedule() {
     );
 
     // One scheduled rotation each, one minute after the first.
-    let second_orders = revision(&cluster, ns, "orders", 2, SCHEDULED).await;
+    let second_orders = cluster
+        .wait_for_revision(ns, "orders", 2, false, SCHEDULED)
+        .await;
     assert_eq!(
         second_orders["lastFailure"],
         Value::Null,
@@ -137,7 +113,9 @@ async fn postgres_openbao_and_aws_rotate_on_schedule() {
         "the previous role is retired once the rotation completes"
     );
 
-    revision(&cluster, ns, "reporting", 2, SCHEDULED).await;
+    cluster
+        .wait_for_revision(ns, "reporting", 2, false, SCHEDULED)
+        .await;
     let published_kv = cluster
         .read_secret(ns, reporting.published_secret_name())
         .await
@@ -149,7 +127,9 @@ async fn postgres_openbao_and_aws_rotate_on_schedule() {
         "the published Secret holds the latest KV version"
     );
 
-    revision(&cluster, ns, "webhook", 2, SCHEDULED).await;
+    cluster
+        .wait_for_revision(ns, "webhook", 2, false, SCHEDULED)
+        .await;
     let published_aws = cluster
         .read_secret(ns, webhook.published_secret_name())
         .await
