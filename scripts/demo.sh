@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The demo (README's first command). What it shows, plainly: the ManagedSecret API, the rotation
-# lifecycle and real rotations of a PostgreSQL login role. It validates the examples exactly as
-# the operator will, shows how bad input is rejected with the field named, previews each
-# example's next rotations by driving the real lifecycle core with a simulated clock, and then
-# rotates a role for real: the lifecycle core on the real clock decides, the real PostgresRotator
-# acts against a throwaway PostgreSQL started here (only that server, on a free loopback port,
-# in this run's own state directory; stopped on exit). It contacts no cluster: the controller
-# that runs the rotators in a cluster is not built yet (see README).
+# The demo (README's first command). First the ManagedSecret API: the CRD, the examples validated
+# and previewed exactly as the operator will, bad input rejected with the field named. Then the
+# real thing: the keyturn-operator binary rotates a PostgreSQL login, an OpenBao KV secret and an
+# AWS Secrets Manager secret (moto) inside a Kubernetes API (the in-memory stand-in), and
+# e2e/suite/examples/demo.rs proves every rotation from the outside: new login works, old one is
+# refused, backends hold what was published, Events, the verified audit chain, a clean shutdown.
+#
+# It installs what is missing like the test command (Debian postgresql; OpenBao and moto into a
+# venv under target/), starts its own throwaway servers on free loopback ports and stops them on
+# exit, Ctrl-C included. Logs: target/demo-logs/ (servers, installs, operator.log, audit.db).
+#
+#   ./scripts/demo.sh                   # about three minutes once built
+#   ./scripts/demo.sh --duration 90     # arguments go to the demo (see --help)
 set -euo pipefail
 
 # shellcheck source=lib/common.sh
@@ -15,19 +20,23 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "${KEYTURN_ROOT}/scripts/lib/backends.sh"
 
 cd "${KEYTURN_ROOT}"
-# This run's server logs are kept apart from the test command's (target/test-logs/).
+# This run's logs are kept apart from the test command's (target/test-logs/).
 KEYTURN_LOG_DIR="${KEYTURN_TARGET}/demo-logs"
+# backends_start writes the addresses of the servers it started to KEYTURN_ENV_FILE (by default
+# target/test-env.sh, which `./scripts/test.sh --serve` users source). The demo's servers die
+# with it, so their addresses go elsewhere and a test session's file stays valid.
+KEYTURN_ENV_FILE="${KEYTURN_TARGET}/demo-env.sh"
 
 section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-# Stops only the PostgreSQL this run started (recorded in its own state directory).
-trap backends_stop EXIT
-trap 'printf "\ninterrupted\n" >&2; exit 130' INT
-trap 'printf "\nterminated\n" >&2; exit 143' TERM
+# On exit (also Ctrl-C and TERM): stop the demo process group (the demo and its operator) and the
+# servers this run started; other runs' servers are left alone.
+backends_install_traps
 
-section "Building keyturn-operator and the PostgreSQL demo driver"
-cargo build --locked --quiet -p keyturn-operator
-cargo build --locked --quiet -p keyturn-rotators --example demo_postgres
+section "Building keyturn-operator, keyturn-apiserver and the demo"
+# The demo runs the stand-in in-process; its binary is built so it can be started by hand too.
+cargo build --locked --quiet -p keyturn-operator -p keyturn-apiserver
+cargo build --locked --quiet -p keyturn-e2e --example demo
 operator="${CARGO_TARGET_DIR:-target}/debug/keyturn-operator"
 
 section "The CRD (generated from the Rust types; committed as crds/keyturn.dev_managedsecrets.yaml)"
@@ -41,31 +50,29 @@ section "Bad input is rejected with the field named (these fixtures are meant to
 # Fixtures the operator's own validation rejects (the schema and CEL layers catch the others
 # at kubectl apply; crds/tests/bad_input.rs checks all 61 against all three layers).
 for name in schedule-hour-24 time-zone-typo every-overflows postgres-role-sql-drop-role; do
-  fixture="crds/fixtures/invalid/${name}.yaml"
-  if "$operator" explain --now 2026-11-22T09:00:00Z "$fixture" 2>/dev/null; then
-    echo "unexpected: $fixture was accepted" >&2
-    exit 1
-  fi
+    fixture="crds/fixtures/invalid/${name}.yaml"
+    if "$operator" explain --now 2026-11-22T09:00:00Z "$fixture" 2>/dev/null; then
+        echo "unexpected: $fixture was accepted" >&2
+        exit 1
+    fi
 done
 
-section "Real rotations against a real PostgreSQL"
-# PostgreSQL only, with the test command's helpers: installed with apt when missing (as root),
-# then started the way backends_start does it, in this run's own state directory (so stale-run
-# cleanup recognises it) and on a free port; other runs' servers are left alone.
-mkdir -p "${KEYTURN_LOG_DIR}"
-install_postgres
-backends_start_postgres
-# Three rotations, 10 s apart, each password valid 2 minutes: about twenty seconds.
-cargo run --locked --quiet -p keyturn-rotators --example demo_postgres -- \
-    --url "${KEYTURN_TEST_POSTGRES_URL}" --rotations 3 --every 10s --ttl 2m
-backends_stop
-info "PostgreSQL stopped (its log: ${KEYTURN_LOG_DIR}/postgres.log)"
+section "Starting PostgreSQL, OpenBao and moto (AWS Secrets Manager)"
+backends_install
+backends_start
 
-section "Not shown yet"
-cat <<'TEXT'
-The rotations above ran on this machine, driven by a local loop: the controller that runs the
-same lifecycle inside a Kubernetes cluster (staging Secret, the consumers' Secret, status), the
-consumer restarts and the audit log are not built yet, so nothing here rotates in a cluster. The
-Vault/OpenBao and AWS Secrets Manager rotators are proven against real OpenBao and moto servers
-by the test command (./scripts/test.sh).
-TEXT
+# The demo in its own process group, in the background: a signal reaches this script at once,
+# and the EXIT trap then stops the whole group (cargo, the demo and the operator it started).
+rc=0
+setsid cargo run --locked --quiet -p keyturn-e2e --example demo -- \
+    --logs "${KEYTURN_LOG_DIR}" "$@" </dev/null &
+CHILD=$!
+wait "${CHILD}" || rc=$?
+CHILD=""
+
+backends_stop
+info "servers stopped; their logs, the operator's log and audit database: ${KEYTURN_LOG_DIR}/"
+if ((rc != 0)); then
+    printf '\nThe demo failed (exit %s); see above and %s/operator.log\n' "${rc}" "${KEYTURN_LOG_DIR}" >&2
+fi
+exit "${rc}"
