@@ -125,6 +125,10 @@ install_python_tools() {
         [[ -n "${python}" ]] || die "python3 not found"
         info "Python tools: installing scripts/requirements-test.txt into ${KEYTURN_VENV} (log: ${log})"
         rm -rf "${KEYTURN_VENV}"
+        # Debian splits venv (and ensurepip) out of python3: install it when it is missing.
+        if ! "${python}" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+            _apt_install python3-venv
+        fi
         run_logged "${log}" "${python}" -m venv "${KEYTURN_VENV}" ||
             die "cannot create a venv with ${python} (on Debian's python3: apt-get install python3-venv)"
         run_logged "${log}" env PIP_DISABLE_PIP_VERSION_CHECK=1 \
