@@ -128,6 +128,7 @@ impl Problems {
 pub fn validate_spec(spec: &ManagedSecretSpec) -> Result<ValidatedSpec, SpecErrors> {
     let mut problems = Problems::default();
     let rotator = validate_rotator(&spec.rotator, &mut problems);
+    validate_references_and_addresses(spec, &mut problems);
     let policy = validate_policy(spec, &mut problems);
     let rollout_timeout = spec
         .consumers
@@ -216,6 +217,128 @@ fn validate_rotator(rotator: &RotatorSpec, problems: &mut Problems) -> Option<Ro
             None
         }
     }
+}
+
+/// Checks the schema makes on names and addresses, repeated here because the operator may see
+/// objects no API server validated (and to be sure of what it acts on). A Secret reference that
+/// is not a Secret name is often a credential pasted into the wrong field: the message never
+/// repeats the value, so it cannot reach status, Events or logs.
+fn validate_references_and_addresses(spec: &ManagedSecretSpec, problems: &mut Problems) {
+    let mut references: Vec<(String, &str)> = Vec::new();
+    if let Some(postgres) = &spec.rotator.postgres {
+        references.push((
+            "spec.rotator.postgres.adminSecretRef.name".into(),
+            &postgres.admin_secret_ref.name,
+        ));
+        if let Some(ca) = &postgres.ca_secret_ref {
+            references.push(("spec.rotator.postgres.caSecretRef.name".into(), &ca.name));
+        }
+        let host_ok = !postgres.host.is_empty()
+            && postgres.host.len() <= 253
+            && postgres
+                .host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+            && !postgres.host.starts_with(['.', '-'])
+            && !postgres.host.ends_with(['.', '-', ':']);
+        if !host_ok {
+            problems.push(
+                "spec.rotator.postgres.host",
+                "must be a host name or IP address (letters, digits, '.', '-', ':'), without a scheme, user, path or port",
+            );
+        }
+    }
+    if let Some(vault) = &spec.rotator.vault {
+        if let Some(ca) = &vault.ca_secret_ref {
+            references.push(("spec.rotator.vault.caSecretRef.name".into(), &ca.name));
+        }
+        if let Some(token) = &vault.auth.token {
+            references.push((
+                "spec.rotator.vault.auth.token.secretRef.name".into(),
+                &token.secret_ref.name,
+            ));
+        }
+        if let Some(app_role) = &vault.auth.app_role {
+            references.push((
+                "spec.rotator.vault.auth.appRole.secretIdRef.name".into(),
+                &app_role.secret_id_ref.name,
+            ));
+        }
+        if has_user_info(&vault.address) {
+            problems.push(
+                "spec.rotator.vault.address",
+                "must not carry a user or password; put credentials in spec.rotator.vault.auth",
+            );
+        }
+    }
+    if let Some(aws) = &spec.rotator.aws_secrets_manager {
+        if !is_aws_region(&aws.region) {
+            problems.push(
+                "spec.rotator.awsSecretsManager.region",
+                "must be an AWS region such as eu-central-1",
+            );
+        }
+        if let Some(endpoint) = &aws.endpoint
+            && (!(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+                || has_user_info(endpoint))
+        {
+            problems.push(
+                "spec.rotator.awsSecretsManager.endpoint",
+                "must be an http(s) URL without a user or password, such as https://secretsmanager.eu-central-1.amazonaws.com",
+            );
+        }
+    }
+    if let Some(custom) = &spec.rotator.custom {
+        for (name, reference) in &custom.secret_refs {
+            references.push((
+                format!("spec.rotator.custom.secretRefs.{name}.name"),
+                &reference.name,
+            ));
+        }
+    }
+    for (field, name) in references {
+        if !is_dns_subdomain(name) {
+            problems.push(
+                &field,
+                "must be the name of a Secret in this namespace (lower-case letters, digits, '-' and '.'); the value is not repeated here in case it is a credential pasted into the wrong field",
+            );
+        }
+    }
+    if let Some(access) = &spec.access
+        && access.service_accounts.len() > MAX_SERVICE_ACCOUNTS
+    {
+        problems.push(
+            "spec.access.serviceAccounts",
+            format!(
+                "lists {} service accounts; at most {MAX_SERVICE_ACCOUNTS} are allowed",
+                access.service_accounts.len()
+            ),
+        );
+    }
+}
+
+/// Most service accounts one ManagedSecret may grant (the schema's maxItems).
+const MAX_SERVICE_ACCOUNTS: usize = 64;
+
+/// `scheme://user[:password]@host...`
+fn has_user_info(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
+}
+
+/// The shape of AWS_REGION_PATTERN: `^[a-z]{2,4}(-[a-z]+){1,3}-[0-9]+$`.
+fn is_aws_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    let Some((number, words)) = parts.split_last() else {
+        return false;
+    };
+    let lower = |part: &&str| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase());
+    (3..=5).contains(&parts.len())
+        && !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit())
+        && words.iter().all(lower)
+        && (2..=4).contains(&words[0].len())
 }
 
 fn validate_postgres(postgres: &PostgresRotatorSpec, problems: &mut Problems) {

@@ -13,6 +13,10 @@ use kube::ResourceExt;
 use super::error::ReconcileError;
 use super::resource::{GROUP, KIND, ManagedSecretResource, VERSION};
 
+/// Longest ManagedSecret name (the CRD's CEL rule): `<name>-keyturn-staging` must stay a valid
+/// Secret name.
+const MAX_NAME_CHARACTERS: usize = 200;
+
 /// Annotation whose value, when it changes, requests one rotation now.
 pub const ROTATE_REQUEST_ANNOTATION: &str = "keyturn.dev/rotate-requested-at";
 
@@ -65,7 +69,22 @@ impl ManagedSecretObject {
         if name.is_empty() {
             return Err(ObjectError::MissingMetadata(format!("{namespace}/?")));
         }
-        let spec = parse_spec(object.spec.as_deref());
+        let mut spec = parse_spec(object.spec.as_deref());
+        if name.chars().count() > MAX_NAME_CHARACTERS {
+            let problem = FieldError {
+                field: "metadata.name".into(),
+                message: format!(
+                    "must be at most {MAX_NAME_CHARACTERS} characters so that the Secrets keyturn derives from it stay valid names; recreate the ManagedSecret with a shorter name"
+                ),
+            };
+            spec = Err(match spec {
+                Ok(_) => vec![problem],
+                Err(mut problems) => {
+                    problems.insert(0, problem);
+                    problems
+                }
+            });
+        }
         let (status, status_unreadable) = match object.status.as_deref() {
             None => (ManagedSecretStatus::default(), None),
             Some(text) => {
@@ -186,32 +205,68 @@ fn label_value(name: &str) -> String {
 }
 
 fn parse_spec(text: Option<&str>) -> Result<(ManagedSecretSpec, ValidatedSpec), Vec<FieldError>> {
-    let Some(text) = text.filter(|text| *text != "null") else {
-        return Err(vec![FieldError {
+    let missing = || {
+        vec![FieldError {
             field: "spec".into(),
             message: "is missing; a ManagedSecret needs at least spec.rotator and spec.rotation"
                 .into(),
-        }]);
+        }]
     };
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let spec: ManagedSecretSpec =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-            let path = error.path().to_string();
-            vec![FieldError {
-                field: if path == "." || path.is_empty() {
-                    "spec".to_owned()
-                } else {
-                    format!("spec.{path}")
-                },
-                message: format!(
-                    "{}; see `kubectl explain managedsecret.spec` for the expected shape",
-                    error.inner()
-                ),
-            }]
-        })?;
+    let Some(text) = text else {
+        return Err(missing());
+    };
+    // Through a Value: serde then reports no byte positions (which would point into text no
+    // user wrote), and the shape can be checked first (serde reads a JSON array as a struct's
+    // fields in order, which would accept `spec: [...]`).
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| missing())?;
+    if !value.is_object() {
+        return Err(vec![FieldError {
+            field: "spec".into(),
+            message: format!(
+                "must be an object, not {}; see `kubectl explain managedsecret.spec`",
+                json_type(&value)
+            ),
+        }]);
+    }
+    let spec: ManagedSecretSpec = serde_path_to_error::deserialize(&value).map_err(|error| {
+        let mut path = error.path().to_string();
+        let inner = error.inner().to_string();
+        // "missing field `role`" belongs to the field itself, not to its parent.
+        if let Some(field) = inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            path = if path == "." || path.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{path}.{field}")
+            };
+        }
+        vec![FieldError {
+            field: if path == "." || path.is_empty() {
+                "spec".to_owned()
+            } else {
+                format!("spec.{path}")
+            },
+            message: format!(
+                "{inner}; see `kubectl explain managedsecret.spec` for the expected shape"
+            ),
+        }]
+    })?;
     match validate_spec(&spec) {
         Ok(validated) => Ok((spec, validated)),
         Err(errors) => Err(errors.errors().to_vec()),
+    }
+}
+
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -241,6 +296,22 @@ mod tests {
             errors[0].field.starts_with("spec.rotator.postgres"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn a_missing_field_is_named_itself_and_a_list_is_not_a_spec() {
+        let parsed = ManagedSecretObject::from_resource(&object(
+            json!({"rotator": {"postgres": {"host": "db", "adminSecretRef": {"name": "a"}}}, "rotation": {"every": "1h"}}),
+        ))
+        .unwrap();
+        let errors = parsed.spec.unwrap_err();
+        assert_eq!(errors[0].field, "spec.rotator.postgres.role", "{errors:?}");
+        assert!(!errors[0].message.contains("line 1"), "{errors:?}");
+        let parsed =
+            ManagedSecretObject::from_resource(&object(json!([null, "Opaque", {}, {}]))).unwrap();
+        let errors = parsed.spec.unwrap_err();
+        assert_eq!(errors[0].field, "spec");
+        assert!(errors[0].message.contains("a list"), "{errors:?}");
     }
 
     #[test]

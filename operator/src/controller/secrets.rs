@@ -190,6 +190,23 @@ impl<'a> OwnedSecrets<'a> {
         self.apply(&name, &secret, &operation).await
     }
 
+    /// Fails when the Secret consumers read exists and keyturn may not write it. Checked at
+    /// Stage, before any backend hears of a new credential: finding out at Publish would be
+    /// after the backend password changed (for SingleUser, a live consumer locked out).
+    pub async fn ensure_publishable(&self) -> Result<(), RotatorError> {
+        let name = self.object.published_secret_name();
+        let operation = format!("check that Secret {name} may be published to");
+        match self
+            .api
+            .get_opt(&name)
+            .await
+            .map_err(|error| api_error(&operation, &error))?
+        {
+            Some(existing) => self.check_owned(&existing, &name, &operation),
+            None => Ok(()),
+        }
+    }
+
     /// Writes the credential consumers read. Skips the write when the Secret already holds
     /// exactly this credential (a step replayed after a crash).
     pub async fn publish(

@@ -95,6 +95,7 @@ impl<'a> StepRunner<'a> {
                 if let Some(credential) = secrets.staged(rotation_id).await? {
                     return succeeded(Some(reference(&credential, in_flight.started_at)));
                 }
+                secrets.ensure_publishable().await?;
                 let credential = self.rotator().await?.create(&rotation).await?;
                 let reference = reference(&credential, in_flight.started_at);
                 secrets.stage(rotation_id, &credential, &reference).await?;
