@@ -126,7 +126,7 @@ async fn postgres_target(harness: &Harness, pg: &PostgresEnv) -> String {
     )
     .await;
     let secrets: Api<Secret> = Api::namespaced(harness.client.clone(), NAMESPACE);
-    let admin = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("admin-{role}")},
+    let admin = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": admin_secret_name(&role)},
         "stringData": {"username": pg.user, "password": pg.password}});
     let admin: Secret = serde_json::from_value(json!({
         "metadata": admin["metadata"],
@@ -138,6 +138,11 @@ async fn postgres_target(harness: &Harness, pg: &PostgresEnv) -> String {
     .unwrap();
     secrets.create(&Default::default(), &admin).await.unwrap();
     role
+}
+
+/// A valid Secret name for the role's admin Secret (role names have '_', Secret names may not).
+fn admin_secret_name(role: &str) -> String {
+    format!("admin-{}", role.replace('_', "-"))
 }
 
 fn base64(text: &str) -> String {
@@ -152,7 +157,7 @@ fn managed_secret(name: &str, pg: &PostgresEnv, role: &str, extra: Value) -> Val
         "spec": {
             "rotator": {"postgres": {
                 "host": pg.host, "port": pg.port, "database": pg.database, "sslMode": "prefer",
-                "adminSecretRef": {"name": format!("admin-{role}")},
+                "adminSecretRef": {"name": admin_secret_name(role)},
                 "role": role, "strategy": "SingleUser"}},
             "rotation": {"every": "1m"},
             "expiry": {"ttl": "1h"},
