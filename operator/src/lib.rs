@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod access;
 pub mod cli;
 pub mod consumers;
 pub mod controller;
