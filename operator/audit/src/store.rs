@@ -174,6 +174,25 @@ impl AuditStore {
         Ok(store)
     }
 
+    /// Opens an existing SQLite file read-only, for verifying and exporting: no file is
+    /// created, no schema applied, no journal mode set, so a verifier never changes what it
+    /// verifies. Appends through this store fail.
+    pub async fn open_sqlite_read_only(path: impl AsRef<Path>) -> Result<AuditStore, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .create_if_missing(false)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| db_error("open_sqlite_read_only", e))?;
+        Ok(AuditStore {
+            backend: Backend::Sqlite(pool),
+        })
+    }
+
     /// Connects to PostgreSQL. Does not apply the schema: the operator's role has only
     /// SELECT and INSERT; the schema owner runs [`AuditStore::migrate`] (see docs/audit.md).
     pub async fn connect_postgres(url: &str) -> Result<AuditStore, StoreError> {

@@ -761,3 +761,20 @@ async fn postgres_never_holds_the_credential_value() {
     store.close().await;
     pg.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_read_only_open_verifies_without_writing() {
+    let db = sqlite().await;
+    db.store.append_batch(&entries(0..5)).await.unwrap();
+    db.store.close().await;
+    let reader = AuditStore::open_sqlite_read_only(&db.path).await.unwrap();
+    let summary = reader.verify(&[]).await.unwrap().unwrap();
+    assert_eq!(summary.records, 5);
+    // The verifier's store cannot append.
+    assert!(reader.append_batch(&entries(5..6)).await.is_err());
+    assert_eq!(reader.head().await.unwrap().unwrap().sequence, 5);
+    // A missing file is an error, not a new empty store.
+    let missing = db.path.with_file_name("missing.db");
+    assert!(AuditStore::open_sqlite_read_only(&missing).await.is_err());
+    assert!(!missing.exists());
+}
