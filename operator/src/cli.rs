@@ -31,6 +31,58 @@ pub enum Command {
     /// Run the controller: reconcile ManagedSecrets in the cluster of the current kubeconfig
     /// (or the in-cluster service account) until SIGTERM or SIGINT.
     Run(RunArgs),
+    /// Check or export the audit log (for auditors). Opens the store read-only.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every link of the hash chain and check the checkpoints; print a summary and
+    /// exit 0, or name the first bad record and exit 1.
+    Verify(VerifyArgs),
+    /// Write the records in a time range to standard output.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The audit store: `sqlite:PATH` or a `postgres://` URL.
+    #[arg(long, env = "KEYTURN_AUDIT_STORE")]
+    pub store: String,
+    /// A JSON file of checkpoints `[{"sequence", "hash" (hex), "time"}]`, kept outside the store.
+    #[arg(long)]
+    pub checkpoints: Option<PathBuf>,
+    /// Also check the checkpoints in the ConfigMap `keyturn-audit-checkpoints` of the cluster
+    /// of the current kubeconfig.
+    #[arg(long)]
+    pub checkpoints_from_cluster: bool,
+    /// Namespace of that ConfigMap (the operator's lease namespace); default: the namespace of
+    /// the kubeconfig context.
+    #[arg(long, env = "KEYTURN_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The audit store: `sqlite:PATH` or a `postgres://` URL.
+    #[arg(long, env = "KEYTURN_AUDIT_STORE")]
+    pub store: String,
+    /// Only records at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only records before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<DateTime<Utc>>,
+    /// Output format: one JSON object per line, or CSV with a header (RFC 4180).
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: ExportFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +150,11 @@ pub struct RunArgs {
     /// short is resumed from status by the next leader.
     #[arg(long, env = "KEYTURN_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration_arg)]
     pub shutdown_grace: Duration,
+
+    /// How often the leader writes the audit chain's head to the log and to the ConfigMap
+    /// `keyturn-audit-checkpoints` in the lease namespace (also once when it starts leading).
+    #[arg(long, env = "KEYTURN_AUDIT_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration_arg)]
+    pub audit_checkpoint_interval: Duration,
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {

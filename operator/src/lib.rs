@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod audit_checkpoints;
+pub mod audit_command;
 pub mod cli;
 pub mod consumers;
 pub mod controller;

@@ -1,7 +1,7 @@
 //! `keyturn-operator run`: wires the controller to the cluster. Serves /metrics, /healthz and
-//! /readyz at once, opens the audit store, waits to lead (Lease), runs the controller while
-//! leading, and on SIGTERM lets running steps finish (up to --shutdown-grace) and releases the
-//! Lease so a standby takes over without waiting for it to expire.
+//! /readyz at once, opens the audit store, waits to lead (Lease), runs the controller and the
+//! audit checkpoint writer while leading, and on SIGTERM lets running steps finish (up to
+//! --shutdown-grace) and releases the Lease so a standby takes over without waiting for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use keyturn_rotators::RotatorRegistry;
 use kube::Client;
 use tokio::sync::watch;
 
+use crate::audit_checkpoints;
 use crate::cli::RunArgs;
 use crate::controller::audit_sink::AuditSink;
 use crate::controller::crash::CrashPoint;
@@ -84,8 +85,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         let _ = stop_sender.send(true);
     });
 
+    let lease_namespace = args.lease_namespace.clone().unwrap_or(default_namespace);
     let lease = LeaseConfig {
-        namespace: args.lease_namespace.clone().unwrap_or(default_namespace),
+        namespace: lease_namespace.clone(),
         name: args.lease_name.clone(),
         identity: identity.clone(),
         lease_duration: args.lease_duration,
@@ -102,6 +104,15 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     };
     metrics.set_leader(true);
     tracing::info!(%identity, "leading; starting the controller");
+
+    // Checkpoints only while leading: one writer, and its failures never reach the controller.
+    let checkpoints = tokio::spawn(audit_checkpoints::run(
+        client.clone(),
+        lease_namespace,
+        context.audit.store().clone(),
+        args.audit_checkpoint_interval,
+        stopped(stop.clone()),
+    ));
 
     let controller = controller::run(
         context.clone(),
@@ -128,6 +139,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             .await
             .ok();
     }
+    checkpoints.abort();
     metrics.set_leader(false);
     signals.abort();
     context.audit.store().close().await;
