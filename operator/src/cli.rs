@@ -31,7 +31,8 @@ pub enum Command {
     /// Run the controller: reconcile ManagedSecrets in the cluster of the current kubeconfig
     /// (or the in-cluster service account) until SIGTERM or SIGINT.
     Run(RunArgs),
-    /// Check or export the audit log (for auditors). Opens the store read-only.
+    /// Check or export the audit log (for auditors). Opens the store read-only. `verify`
+    /// exits 0 when the log is intact, 1 when it names a bad record, 2 when it could not check.
     #[command(subcommand)]
     Audit(AuditCommand),
 }
@@ -39,7 +40,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Recompute every link of the hash chain and check the checkpoints; print a summary and
-    /// exit 0, or name the first bad record and exit 1.
+    /// exit 0, or name the first bad record and exit 1 (2: the check itself failed).
     Verify(VerifyArgs),
     /// Write the records in a time range to standard output.
     Export(ExportArgs),

@@ -18,7 +18,11 @@ fn main() -> ExitCode {
             // A bad record was named on standard output: exit 1 without a second message.
             Ok(false) => return ExitCode::FAILURE,
             Ok(true) => Ok(()),
-            Err(error) => Err(error),
+            // 2, not 1: "could not check" must not read as "found tampering" in scripts.
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return ExitCode::from(2);
+            }
         },
     };
     match result {
