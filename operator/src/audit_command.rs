@@ -3,11 +3,13 @@
 //! hold fingerprints only).
 
 use std::io::Write;
+use std::str::FromStr;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use keyturn_audit::{AuditRecord, AuditStore, Checkpoint, StoreError, VerifyError, VerifySummary};
 use serde::Serialize;
+use sqlx::postgres::PgConnectOptions;
 
 use crate::audit_checkpoints;
 use crate::cli::{AuditCommand, ExportArgs, ExportFormat, VerifyArgs};
@@ -23,7 +25,17 @@ pub async fn open_read_only(location: &str) -> Result<AuditStore, StoreError> {
             let path = path.strip_prefix("//").unwrap_or(path);
             AuditStore::open_sqlite_read_only(path).await
         }
-        None => AuditStore::connect_postgres(location).await,
+        None => {
+            // The parse error may quote the URL, which may hold a password: it is dropped.
+            let options =
+                PgConnectOptions::from_str(location).map_err(|_| StoreError::Database {
+                    call: "connect_postgres",
+                    source: sqlx::Error::Configuration("invalid PostgreSQL connection URL".into()),
+                })?;
+            // Read-only sessions: even a role that may write cannot change what is verified.
+            let options = options.options([("default_transaction_read_only", "on")]);
+            AuditStore::connect_postgres_with(options).await
+        }
     }
 }
 

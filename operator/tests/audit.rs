@@ -355,3 +355,47 @@ async fn checkpoint_loop_writes_at_once_and_stops_on_request() {
         .expect("the loop stops when asked")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_store_is_verified_in_read_only_sessions() {
+    let Some(env) = keyturn_testenv::postgres() else {
+        return;
+    };
+    let schema = format!("audit_cmd_{}", std::process::id());
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&env.url)
+        .await
+        .unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        )))
+        .await
+        .unwrap();
+    let separator = if env.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}options[search_path]={schema}", env.url);
+    let writer = AuditStore::connect_postgres(&url).await.unwrap();
+    writer.migrate().await.unwrap();
+    writer
+        .append_batch(&(0..3).map(entry).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    writer.close().await;
+
+    let reader = audit_command::open_read_only(&url).await.unwrap();
+    let outcome = audit_command::verify_store(&reader, &[]).await.unwrap();
+    assert!(
+        matches!(&outcome, VerifyOutcome::Valid(summary) if summary.records == 3),
+        "{outcome:?}"
+    );
+    // Even the superuser's session cannot write through the verifier's store.
+    let error = reader.append_batch(&[entry(3)]).await.unwrap_err();
+    assert!(error.to_string().contains("read-only"), "{error}");
+    reader.close().await;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .await
+        .unwrap();
+    admin.close().await;
+}
