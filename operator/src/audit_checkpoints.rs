@@ -254,9 +254,24 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    // The head last written: while it stays the same, an interval costs a query of the store
+    // and no API request (an idle operator only renews its Lease).
+    let mut written: Option<Checkpoint> = None;
     loop {
-        if let Err(error) = write_once(&client, &namespace, &store, Utc::now()).await {
-            tracing::warn!(error = %error, "audit checkpoint not written; retrying at the next interval");
+        let unchanged = match store.head().await {
+            Ok(head) => head.is_some() && head == written,
+            Err(_) => false,
+        };
+        if !unchanged {
+            match write_once(&client, &namespace, &store, Utc::now()).await {
+                Ok(latest) => {
+                    written = latest
+                        .and_then(|latest| latest.to_checkpoint("the checkpoint just written").ok())
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "audit checkpoint not written; retrying at the next interval");
+                }
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
