@@ -150,10 +150,7 @@ async fn revoke_all(object: &ManagedSecretObject, context: &Arc<Context>) -> Res
         return Ok(());
     }
     let mut runner = StepRunner::new(context, object, spec, validated);
-    let rotator = runner
-        .built_rotator()
-        .await
-        .map_err(|error| error.to_string())?;
+    let rotator = runner.rotator().await.map_err(|error| error.to_string())?;
     let rotation = RotationContext {
         rotation_id: format!("revoke-{}", object.uid),
         started_at: Utc::now(),

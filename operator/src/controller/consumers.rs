@@ -8,7 +8,7 @@ use keyturn_core::plan::StepOutcome;
 use keyturn_crds::{ConsumerState, ConsumerStatus, ManagedSecretSpec};
 use keyturn_rotators::{ErrorCategory, RotatorError};
 
-use crate::consumers::ConsumerError;
+use crate::consumers::{ConsumerError, ConsumerTarget};
 
 use super::context::Context;
 use super::object::ManagedSecretObject;
@@ -127,11 +127,20 @@ pub async fn restart(
         return Ok(Vec::new());
     }
     let targets = targets(context, object, spec).await?;
+    restart_targets(context, object, &targets, rotation_id).await
+}
+
+async fn restart_targets(
+    context: &Context,
+    object: &ManagedSecretObject,
+    targets: &[ConsumerTarget],
+    rotation_id: &str,
+) -> Result<Vec<ConsumerStatus>, RotatorError> {
     let statuses = crate::consumers::restart_all(
         &context.restarter,
         &context.client,
         &object.namespace,
-        &targets,
+        targets,
         rotation_id,
     )
     .await
@@ -158,28 +167,25 @@ pub async fn progress(
     if !has_consumers(spec) {
         return Ok(RolloutProgress::default());
     }
+    // One discovery for both the check and a possible restart.
     let targets = targets(context, object, spec).await?;
-    let mut statuses = crate::consumers::rollout_progress(
-        &context.client,
-        &object.namespace,
-        &targets,
-        rotation_id,
-    )
-    .await
-    .map_err(|error| step_error("check the consumers' rollout", &error))?;
-    if statuses
-        .iter()
-        .any(|status| status.state == ConsumerState::NotRestarted)
-    {
-        restart(context, object, spec, rotation_id).await?;
-        statuses = crate::consumers::rollout_progress(
+    let query = async || {
+        crate::consumers::rollout_progress(
             &context.client,
             &object.namespace,
             &targets,
             rotation_id,
         )
         .await
-        .map_err(|error| step_error("check the consumers' rollout", &error))?;
+        .map_err(|error| step_error("check the consumers' rollout", &error))
+    };
+    let mut statuses = query().await?;
+    if statuses
+        .iter()
+        .any(|status| status.state == ConsumerState::NotRestarted)
+    {
+        restart_targets(context, object, &targets, rotation_id).await?;
+        statuses = query().await?;
     }
     Ok(RolloutProgress { statuses })
 }

@@ -114,15 +114,9 @@ impl<'a> OwnedSecrets<'a> {
     pub async fn staged(&self, rotation_id: &str) -> Result<Option<Credential>, RotatorError> {
         let name = self.object.staging_secret_name();
         let operation = format!("read staging Secret {name}");
-        let Some(secret) = self
-            .api
-            .get_opt(&name)
-            .await
-            .map_err(|error| api_error(&operation, &error))?
-        else {
+        let Some(secret) = self.owned(&name, &operation).await? else {
             return Ok(None);
         };
-        self.check_owned(&secret, &name, &operation)?;
         let annotations = secret.metadata.annotations.clone().unwrap_or_default();
         if annotations.get(ROTATION_ID_ANNOTATION).map(String::as_str) != Some(rotation_id) {
             return Ok(None);
@@ -163,14 +157,7 @@ impl<'a> OwnedSecrets<'a> {
     ) -> Result<(), RotatorError> {
         let name = self.object.staging_secret_name();
         let operation = format!("write staging Secret {name}");
-        if let Some(existing) = self
-            .api
-            .get_opt(&name)
-            .await
-            .map_err(|error| api_error(&operation, &error))?
-        {
-            self.check_owned(&existing, &name, &operation)?;
-        }
+        self.owned(&name, &operation).await?;
         let mut annotations = BTreeMap::from([
             (ROTATION_ID_ANNOTATION.to_owned(), rotation_id.to_owned()),
             (CREDENTIAL_ID_ANNOTATION.to_owned(), credential.id.0.clone()),
@@ -196,15 +183,7 @@ impl<'a> OwnedSecrets<'a> {
     pub async fn ensure_publishable(&self) -> Result<(), RotatorError> {
         let name = self.object.published_secret_name();
         let operation = format!("check that Secret {name} may be published to");
-        match self
-            .api
-            .get_opt(&name)
-            .await
-            .map_err(|error| api_error(&operation, &error))?
-        {
-            Some(existing) => self.check_owned(&existing, &name, &operation),
-            None => Ok(()),
-        }
+        self.owned(&name, &operation).await.map(|_| ())
     }
 
     /// Writes the credential consumers read. Skips the write when the Secret already holds
@@ -218,13 +197,7 @@ impl<'a> OwnedSecrets<'a> {
     ) -> Result<(), RotatorError> {
         let name = self.object.published_secret_name();
         let operation = format!("publish the credential to Secret {name}");
-        let existing = self
-            .api
-            .get_opt(&name)
-            .await
-            .map_err(|error| api_error(&operation, &error))?;
-        if let Some(existing) = &existing {
-            self.check_owned(existing, &name, &operation)?;
+        if let Some(existing) = self.owned(&name, &operation).await? {
             let annotations = existing.metadata.annotations.clone().unwrap_or_default();
             if annotations.get(FINGERPRINT_ANNOTATION) == Some(&reference.fingerprint)
                 && existing
@@ -321,6 +294,20 @@ impl<'a> OwnedSecrets<'a> {
             .await
             .map(|_| ())
             .map_err(|error| api_error(operation, &error))
+    }
+
+    /// Secret `name` if it exists, after checking that keyturn controls it: every read and
+    /// write of an owned Secret goes through here.
+    async fn owned(&self, name: &str, operation: &str) -> Result<Option<Secret>, RotatorError> {
+        let existing = self
+            .api
+            .get_opt(name)
+            .await
+            .map_err(|error| api_error(operation, &error))?;
+        if let Some(secret) = &existing {
+            self.check_owned(secret, name, operation)?;
+        }
+        Ok(existing)
     }
 
     /// Refuses to overwrite a Secret that another owner (or nobody) controls: keyturn never

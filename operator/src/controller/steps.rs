@@ -165,7 +165,8 @@ impl<'a> StepRunner<'a> {
         })
     }
 
-    async fn rotator(&mut self) -> Result<&dyn Rotator, RotatorError> {
+    /// The rotator for this ManagedSecret, built on first use (cleanup reuses it).
+    pub async fn rotator(&mut self) -> Result<&dyn Rotator, RotatorError> {
         if self.rotator.is_none() {
             let source = KubeSecretSource::new(self.context.client.clone(), &self.object.namespace);
             let built = self
@@ -183,11 +184,6 @@ impl<'a> StepRunner<'a> {
                 "no rotator was built",
             )),
         }
-    }
-
-    /// The rotator, when this reconcile built one (cleanup reuses it).
-    pub async fn built_rotator(&mut self) -> Result<&dyn Rotator, RotatorError> {
-        self.rotator().await
     }
 }
 
