@@ -5,7 +5,9 @@ pub mod status;
 pub mod validate;
 
 pub use spec::*;
-pub use status::{ConsumerState, ConsumerStatus, ManagedSecretStatus, RotationPreview};
+pub use status::{
+    AccessDrift, AccessStatus, ConsumerState, ConsumerStatus, ManagedSecretStatus, RotationPreview,
+};
 
 use kube::CustomResourceExt;
 

@@ -29,6 +29,44 @@ pub struct ManagedSecretStatus {
     /// A dry run of the next rotation: when, why, and what it will change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<RotationPreview>,
+    /// Who may read the published Secret through keyturn's Role and RoleBinding, and broader
+    /// grants found beside them. Absent when `spec.access` is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessStatus>,
+}
+
+/// The access keyturn grants to the published Secret and the drift it found.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessStatus {
+    /// The Role granting `get` on exactly the published Secret; absent when no service
+    /// account is listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The RoleBinding of that Role to the listed service accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_binding: Option<String>,
+    /// The service accounts bound, as listed in `spec.access.serviceAccounts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_accounts: Vec<String>,
+    /// Bindings that let subjects not listed read the Secret (or every Secret).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<AccessDrift>,
+}
+
+/// One binding granting read of the published Secret beyond what `spec.access` lists.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessDrift {
+    /// `RoleBinding/NAME` (in this namespace) or `ClusterRoleBinding/NAME`.
+    pub binding: String,
+    /// `Role/NAME` or `ClusterRole/NAME`.
+    pub role: String,
+    /// The subjects not listed in `spec.access`: `ServiceAccount/NAMESPACE/NAME`, `User/NAME`,
+    /// `Group/NAME`.
+    pub subjects: Vec<String>,
+    /// The read verbs granted on Secrets: `get`, `list`, `watch` or `*`.
+    pub verbs: Vec<String>,
 }
 
 /// One consuming workload and where its restart stands.

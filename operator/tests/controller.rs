@@ -743,3 +743,258 @@ async fn paused_holds_rotation_and_an_invalid_object_can_still_be_deleted() {
     )
     .await;
 }
+
+fn access_object(name: &str, access: Value) -> Value {
+    // Paused and pointing at a host that does not exist: access must not wait for a credential.
+    let mut object = json!({
+        "apiVersion": "keyturn.dev/v1alpha1", "kind": "ManagedSecret",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"rotator": {"postgres": {"host": "db.invalid", "adminSecretRef": {"name": "none"}, "role": "app"}},
+                 "rotation": {"every": "1h", "paused": true}, "expiry": {"ttl": "24h"},
+                 "secretName": format!("{name}-credentials")}
+    });
+    if !access.is_null() {
+        object["spec"]["access"] = access;
+    }
+    object
+}
+
+fn rbac_api(harness: &Harness, plural: &str, kind: &str, namespaced: bool) -> Api<DynamicObject> {
+    let resource = kube::discovery::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind),
+        plural,
+    );
+    if namespaced {
+        Api::namespaced_with(harness.client.clone(), NAMESPACE, &resource)
+    } else {
+        Api::all_with(harness.client.clone(), &resource)
+    }
+}
+
+async fn binding_subjects(harness: &Harness, name: &str) -> Option<Vec<String>> {
+    let binding = rbac_api(harness, "rolebindings", "RoleBinding", true)
+        .get_opt(name)
+        .await
+        .unwrap()?;
+    Some(
+        binding.data["subjects"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|subject| {
+                format!(
+                    "{}/{}",
+                    subject["kind"].as_str().unwrap(),
+                    subject["name"].as_str().unwrap()
+                )
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn access_bindings_follow_the_spec_and_broader_grants_are_drift() {
+    let harness = harness().await;
+    apply(
+        &harness,
+        &access_object("billing", json!({"serviceAccounts": ["api", "worker"]})),
+    )
+    .await;
+    let subjects = wait_for(
+        &harness,
+        "the RoleBinding",
+        Duration::from_secs(20),
+        async || binding_subjects(&harness, "billing-keyturn-read").await,
+    )
+    .await;
+    assert_eq!(subjects, ["ServiceAccount/api", "ServiceAccount/worker"]);
+    let role = rbac_api(&harness, "roles", "Role", true)
+        .get("billing-keyturn-read")
+        .await
+        .unwrap();
+    assert_eq!(
+        role.data["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["billing-credentials"], "verbs": ["get"]}])
+    );
+    assert_eq!(role.metadata.owner_references.unwrap()[0].name, "billing");
+    let clean = wait_for(
+        &harness,
+        "AccessDrift False",
+        Duration::from_secs(20),
+        async || {
+            let status = status(&harness, "billing").await;
+            condition(&status, "AccessDrift")
+                .is_some_and(|drift| drift["status"] == "False")
+                .then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(
+        condition(&clean, "AccessDrift").unwrap()["reason"],
+        "NoBroaderAccess"
+    );
+    assert_eq!(
+        clean["access"]["roleBinding"], "billing-keyturn-read",
+        "{clean:#}"
+    );
+    assert_eq!(clean["access"]["serviceAccounts"], json!(["api", "worker"]));
+    assert_eq!(
+        clean["revision"].as_u64().unwrap_or(0),
+        0,
+        "paused: nothing issued"
+    );
+
+    // Steady state: no writes of any kind for a few seconds.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes = || {
+        harness
+            .handle
+            .state
+            .faults
+            .requests()
+            .into_iter()
+            .filter(|request| request["method"] != "GET")
+            .count()
+    };
+    let settled = writes();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        writes(),
+        settled,
+        "the controller keeps writing in a steady state"
+    );
+
+    // A service account removed from the spec loses access.
+    apply(
+        &harness,
+        &access_object("billing", json!({"serviceAccounts": ["api"]})),
+    )
+    .await;
+    wait_for(
+        &harness,
+        "the subject to go",
+        Duration::from_secs(20),
+        async || {
+            let subjects = binding_subjects(&harness, "billing-keyturn-read").await?;
+            (subjects == ["ServiceAccount/api"]).then_some(())
+        },
+    )
+    .await;
+
+    // A namespace-wide Secret reader is drift until it is deleted.
+    rbac_api(&harness, "roles", "Role", true)
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "secret-reader", "namespace": NAMESPACE},
+                "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    rbac_api(&harness, "rolebindings", "RoleBinding", true)
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "batch-reads-secrets", "namespace": NAMESPACE},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "secret-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "batch", "namespace": NAMESPACE},
+                             {"kind": "ServiceAccount", "name": "api", "namespace": NAMESPACE}]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let drifted = wait_for(
+        &harness,
+        "AccessDrift True",
+        Duration::from_secs(20),
+        async || {
+            let status = status(&harness, "billing").await;
+            condition(&status, "AccessDrift")
+                .is_some_and(|drift| drift["status"] == "True")
+                .then_some(status)
+        },
+    )
+    .await;
+    let drift_condition = condition(&drifted, "AccessDrift").unwrap();
+    assert_eq!(drift_condition["reason"], "BroaderSecretAccess");
+    assert!(
+        drift_condition["message"]
+            .as_str()
+            .unwrap()
+            .contains("RoleBinding/batch-reads-secrets"),
+        "{drift_condition}"
+    );
+    assert_eq!(
+        drifted["access"]["drift"],
+        json!([{"binding": "RoleBinding/batch-reads-secrets", "role": "Role/secret-reader",
+                "subjects": ["ServiceAccount/default/batch"], "verbs": ["get", "list"]}])
+    );
+    rbac_api(&harness, "rolebindings", "RoleBinding", true)
+        .delete("batch-reads-secrets", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        &harness,
+        "the drift to clear",
+        Duration::from_secs(20),
+        async || {
+            let status = status(&harness, "billing").await;
+            condition(&status, "AccessDrift")
+                .is_some_and(|drift| drift["status"] == "False")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Without spec.access, keyturn's Role and RoleBinding go, and so does the condition.
+    apply(&harness, &access_object("billing", Value::Null)).await;
+    wait_for(
+        &harness,
+        "the bindings to go",
+        Duration::from_secs(20),
+        async || {
+            let role = rbac_api(&harness, "roles", "Role", true)
+                .get_opt("billing-keyturn-read")
+                .await
+                .unwrap();
+            let binding = binding_subjects(&harness, "billing-keyturn-read").await;
+            let status = status(&harness, "billing").await;
+            (role.is_none()
+                && binding.is_none()
+                && status["access"].is_null()
+                && condition(&status, "AccessDrift").is_none())
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_gets_no_access_bindings() {
+    let harness = harness().await;
+    let mut object = access_object("invalid-access", json!({"serviceAccounts": ["api"]}));
+    object["spec"]["rotation"]["every"] = json!("banana");
+    apply(&harness, &object).await;
+    wait_for(&harness, "Stalled", Duration::from_secs(20), async || {
+        condition(&status(&harness, "invalid-access").await, "Stalled").map(|_| ())
+    })
+    .await;
+    assert!(
+        rbac_api(&harness, "roles", "Role", true)
+            .get_opt("invalid-access-keyturn-read")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        binding_subjects(&harness, "invalid-access-keyturn-read")
+            .await
+            .is_none()
+    );
+}

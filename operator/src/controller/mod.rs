@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -67,9 +68,26 @@ pub async fn run(
         .modify(resource::slim)
         .reflect(writer)
         .touched_objects();
+    let rbac = RbacTriggers::new(&client, watch_namespace);
+    let (namespaced_index, cluster_index) = (reader.clone(), reader.clone());
+    let (role_index, cluster_role_index) = (reader.clone(), reader.clone());
     Controller::for_stream(managed_secret_events, reader)
         .with_config(ControllerConfig::default().concurrency(concurrency.max(1)))
         .owns_stream(owned_secrets)
+        // RBAC changes re-check access (keyturn's own bindings and drift) of the ManagedSecrets
+        // they can affect: a namespace's, or every one for cluster-wide objects.
+        .watches_stream(rbac.role_bindings, move |binding| {
+            in_namespace(&namespaced_index, binding.metadata.namespace.as_deref())
+        })
+        .watches_stream(rbac.roles, move |role| {
+            in_namespace(&role_index, role.metadata.namespace.as_deref())
+        })
+        .watches_stream(rbac.cluster_role_bindings, move |_| {
+            in_namespace(&cluster_index, None)
+        })
+        .watches_stream(rbac.cluster_roles, move |_| {
+            in_namespace(&cluster_role_index, None)
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -82,6 +100,67 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// Metadata-only watches of the RBAC objects access depends on; only that they changed
+/// matters, the reconcile lists what it judges.
+struct RbacTriggers {
+    role_bindings: Trigger<RoleBinding>,
+    roles: Trigger<Role>,
+    cluster_role_bindings: Trigger<ClusterRoleBinding>,
+    cluster_roles: Trigger<ClusterRole>,
+}
+
+type Trigger<K> = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send>,
+>;
+
+impl RbacTriggers {
+    fn new(client: &kube::Client, watch_namespace: Option<&str>) -> RbacTriggers {
+        fn trigger<K>(api: Api<PartialObjectMeta<K>>) -> Trigger<K>
+        where
+            K: kube::Resource
+                + Clone
+                + serde::de::DeserializeOwned
+                + std::fmt::Debug
+                + Send
+                + Sync
+                + 'static,
+            K::DynamicType: Default,
+        {
+            Box::pin(
+                watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .touched_objects(),
+            )
+        }
+        let (role_bindings, roles) = match watch_namespace {
+            Some(namespace) => (
+                Api::namespaced(client.clone(), namespace),
+                Api::namespaced(client.clone(), namespace),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        RbacTriggers {
+            role_bindings: trigger::<RoleBinding>(role_bindings),
+            roles: trigger::<Role>(roles),
+            cluster_role_bindings: trigger::<ClusterRoleBinding>(Api::all(client.clone())),
+            cluster_roles: trigger::<ClusterRole>(Api::all(client.clone())),
+        }
+    }
+}
+
+/// The cached ManagedSecrets of `namespace`, or all of them for `None`.
+fn in_namespace(
+    index: &reflector::Store<ManagedSecretResource>,
+    namespace: Option<&str>,
+) -> Vec<reflector::ObjectRef<ManagedSecretResource>> {
+    index
+        .state()
+        .iter()
+        .filter(|object| namespace.is_none() || object.metadata.namespace.as_deref() == namespace)
+        .map(|object| reflector::ObjectRef::from_obj(object.as_ref()))
+        .collect()
 }
 
 async fn reconcile(

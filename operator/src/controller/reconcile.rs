@@ -14,7 +14,7 @@ use keyturn_core::plan::{
 };
 use keyturn_core::state::{Condition, ConditionStatus, RotationState};
 use keyturn_crds::validate::{FieldError, ValidatedSpec};
-use keyturn_crds::{ManagedSecretSpec, ManagedSecretStatus};
+use keyturn_crds::{AccessStatus, ManagedSecretSpec, ManagedSecretStatus};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
@@ -26,6 +26,9 @@ use super::object::ManagedSecretObject;
 use super::preview::preview;
 use super::status::StatusWriter;
 use super::steps::StepRunner;
+use crate::access::AccessTarget;
+use crate::access::cluster::{reconcile_access, remove_bindings};
+use crate::access::condition::{ACCESS_DRIFT, AccessFailure, BINDING_FAILED, access_condition};
 use crate::metrics::RotationOutcome;
 
 /// Condition set while audit records cannot be written; rotation steps wait for it to clear.
@@ -37,6 +40,8 @@ const AUDIT_RETRY: Duration = Duration::from_secs(10);
 const MAX_REQUEUE: Duration = Duration::from_secs(3600);
 /// Requeue slightly after the due instant so the timer never fires just before it.
 const REQUEUE_MARGIN: Duration = Duration::from_millis(20);
+/// How soon to try again when access bindings could not be written or checked.
+const ACCESS_RETRY: Duration = Duration::from_secs(30);
 /// Upper bound on lifecycle decisions per reconcile (a rotation needs about 16).
 const MAX_DECISIONS: usize = 64;
 
@@ -131,6 +136,9 @@ async fn run_lifecycle(
             None => Ok(Action::await_change()),
         };
     }
+    // Access does not depend on the rotation: it is reconciled while paused and before the
+    // first credential exists, and its failures never stop a step.
+    let access = reconcile_object_access(object, context, spec).await;
     for _ in 0..MAX_DECISIONS {
         if let Err(error) = context
             .audit
@@ -154,6 +162,7 @@ async fn run_lifecycle(
             &decision.state,
             &consumers,
             &secret_name,
+            &access,
         );
         match decision.action.clone() {
             PlanAction::Wait => {
@@ -167,7 +176,7 @@ async fn run_lifecycle(
                     decision.state.expires_at,
                     decision.state.next_rotation_time,
                 );
-                return Ok(requeue(&decision));
+                return Ok(requeue(&decision, access.failed));
             }
             PlanAction::Run { rotation_id, step } => {
                 if must_persist_before(step, &decision.state, writer.stored()) {
@@ -254,6 +263,93 @@ fn record_step_metrics(
     }
 }
 
+/// What this reconcile found about access, ready to go into status.
+struct AccessView {
+    status: Option<AccessStatus>,
+    /// `None` when access is not managed (no `spec.access`), so no condition is shown.
+    condition: Option<Condition>,
+    failed: bool,
+}
+
+async fn reconcile_object_access(
+    object: &ManagedSecretObject,
+    context: &Context,
+    spec: &ManagedSecretSpec,
+) -> AccessView {
+    let mut service_accounts: Vec<String> = spec
+        .access
+        .iter()
+        .flat_map(|access| {
+            access
+                .service_accounts
+                .iter()
+                .map(|account| account.0.clone())
+        })
+        .collect();
+    service_accounts.sort();
+    service_accounts.dedup();
+    let target = AccessTarget {
+        namespace: object.namespace.clone(),
+        name: object.name.clone(),
+        uid: object.uid.clone(),
+        api_version: object.api_version.clone(),
+        kind: object.kind.clone(),
+        secret_name: object.published_secret_name(),
+        service_accounts,
+    };
+    let previous = object.status.rotation.condition(ACCESS_DRIFT);
+    let now = Utc::now();
+    if spec.access.is_none() {
+        // Never managed: nothing to look at, no request made.
+        if object.status.access.is_none() {
+            return AccessView {
+                status: None,
+                condition: None,
+                failed: false,
+            };
+        }
+        // `spec.access` was removed: our bindings go, and so does the condition.
+        return match remove_bindings(&context.client, &context.audit, &context.actor, &target).await
+        {
+            Ok(_) => AccessView {
+                status: None,
+                condition: None,
+                failed: false,
+            },
+            Err(error) => {
+                tracing::warn!(managed_secret = %object.key(), %error, "access bindings not removed");
+                let failure = AccessFailure {
+                    reason: BINDING_FAILED,
+                    message: error.to_string(),
+                };
+                AccessView {
+                    status: object.status.access.clone(),
+                    condition: Some(access_condition(
+                        previous,
+                        None,
+                        Some(&failure),
+                        now,
+                        object.generation,
+                    )),
+                    failed: true,
+                }
+            }
+        };
+    }
+    let outcome = reconcile_access(&context.client, &context.audit, &context.actor, &target).await;
+    AccessView {
+        condition: Some(access_condition(
+            previous,
+            outcome.drift.as_deref(),
+            outcome.failure.as_ref(),
+            now,
+            object.generation,
+        )),
+        failed: outcome.failure.is_some(),
+        status: Some(outcome.status),
+    }
+}
+
 fn desired_status(
     object: &ManagedSecretObject,
     spec: &ManagedSecretSpec,
@@ -261,6 +357,7 @@ fn desired_status(
     state: &RotationState,
     consumers: &[keyturn_crds::ConsumerStatus],
     secret_name: &str,
+    access: &AccessView,
 ) -> ManagedSecretStatus {
     let due = match &state.in_flight {
         Some(in_flight) => Some((in_flight.due_at, in_flight.reason)),
@@ -274,9 +371,10 @@ fn desired_status(
     };
     let mut rotation = state.clone();
     // The audit store answered, or this status would not be written.
-    rotation
-        .conditions
-        .retain(|condition| condition.type_ != AUDIT_UNAVAILABLE);
+    rotation.conditions.retain(|condition| {
+        condition.type_ != AUDIT_UNAVAILABLE && condition.type_ != ACCESS_DRIFT
+    });
+    rotation.conditions.extend(access.condition.clone());
     ManagedSecretStatus {
         observed_generation: object.generation,
         rotator: Some(validated.rotator.as_str().to_owned()),
@@ -284,14 +382,21 @@ fn desired_status(
         secret_name: state.current.as_ref().map(|_| secret_name.to_owned()),
         consumers: consumers.to_vec(),
         preview: Some(preview(spec, state, due, validated.policy.ttl, secret_name)),
+        access: access.status.clone(),
     }
 }
 
-fn requeue(decision: &Plan) -> Action {
-    match decision.requeue_after(Utc::now()) {
-        Some(after) => Action::requeue((after + REQUEUE_MARGIN).min(MAX_REQUEUE)),
-        None => Action::requeue(MAX_REQUEUE),
-    }
+fn requeue(decision: &Plan, access_failed: bool) -> Action {
+    let after = match decision.requeue_after(Utc::now()) {
+        Some(after) => (after + REQUEUE_MARGIN).min(MAX_REQUEUE),
+        None => MAX_REQUEUE,
+    };
+    // A failed binding write is retried soon even when no rotation is near.
+    Action::requeue(if access_failed {
+        after.min(ACCESS_RETRY)
+    } else {
+        after
+    })
 }
 
 /// The audit store refused the records: no step runs. The condition and metric say why, and
