@@ -73,6 +73,7 @@ pub async fn run(
     let (role_index, cluster_role_index) = (reader.clone(), reader.clone());
     Controller::for_stream(managed_secret_events, reader)
         .with_config(ControllerConfig::default().concurrency(concurrency.max(1)))
+        .trigger_backoff(EachStreamBacksOffAlone)
         .owns_stream(owned_secrets)
         // RBAC changes re-check access (keyturn's own bindings and drift) of the ManagedSecrets
         // they can affect: a namespace's, or every one for cluster-wide objects.
@@ -100,6 +101,25 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The controller's backoff over its merged trigger streams: none. Every watch above already
+/// backs off on its own (`default_backoff`); kube-runtime's default would add one shared,
+/// growing backoff over all of them, so after a compacted history each stream's single 410
+/// stretched the next stream's recovery (six watches: about 50 s before the ManagedSecret
+/// watch listed again, and no rotation ran meanwhile).
+struct EachStreamBacksOffAlone;
+
+impl Iterator for EachStreamBacksOffAlone {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for EachStreamBacksOffAlone {
+    fn reset(&mut self) {}
 }
 
 /// Metadata-only watches of the RBAC objects access depends on; only that they changed
