@@ -269,3 +269,12 @@ async fn snapshot(client: &Client, namespace: &str) -> Result<RbacSnapshot, Acce
             .items,
     })
 }
+
+/// Who RBAC lets read `target`'s Secret: the library call behind `kubectl keyturn who-can-read`.
+pub async fn who_can_read(
+    client: &Client,
+    target: &AccessTarget,
+) -> Result<Vec<super::readers::ReadGrant>, AccessError> {
+    let snapshot = snapshot(client, &target.namespace).await?;
+    Ok(super::readers::who_can_read(target, &snapshot))
+}

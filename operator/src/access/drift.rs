@@ -26,72 +26,85 @@ pub struct RbacSnapshot {
 
 /// The bindings granting read of `target`'s Secret to subjects it does not list, sorted.
 pub fn find_drift(target: &AccessTarget, snapshot: &RbacSnapshot) -> Vec<AccessDrift> {
-    let own_binding = target.binding_name();
-    let mut drift = Vec::new();
-    for binding in &snapshot.role_bindings {
-        let name = binding.metadata.name.clone().unwrap_or_default();
-        if binding.metadata.namespace.as_deref() != Some(target.namespace.as_str())
-            || name == own_binding
-        {
-            continue;
-        }
-        if let Some(found) = judge(
-            target,
-            snapshot,
-            format!("RoleBinding/{name}"),
-            &binding.role_ref,
-            binding.subjects.as_deref().unwrap_or_default(),
-            true,
-        ) {
-            drift.push(found);
-        }
-    }
-    for binding in &snapshot.cluster_role_bindings {
-        let name = binding.metadata.name.clone().unwrap_or_default();
-        if let Some(found) = judge(
-            target,
-            snapshot,
-            format!("ClusterRoleBinding/{name}"),
-            &binding.role_ref,
-            binding.subjects.as_deref().unwrap_or_default(),
-            false,
-        ) {
-            drift.push(found);
-        }
-    }
+    let own_binding = format!("RoleBinding/{}", target.binding_name());
+    let mut drift: Vec<AccessDrift> = read_bindings(target, snapshot)
+        .into_iter()
+        .filter(|grant| grant.binding != own_binding)
+        .filter_map(|grant| {
+            let subjects: Vec<String> = grant
+                .subjects
+                .iter()
+                .filter(|subject| !listed(target, subject, grant.namespaced))
+                .map(|subject| subject_label(target, subject, grant.namespaced))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            (!subjects.is_empty()).then(|| AccessDrift {
+                binding: grant.binding,
+                role: grant.role,
+                subjects,
+                verbs: grant.verbs.into_iter().collect(),
+            })
+        })
+        .collect();
     drift.sort();
     drift
 }
 
-fn judge(
+/// One binding that lets its subjects read the Secret.
+pub(super) struct ReadBinding<'a> {
+    /// `RoleBinding/NAME` or `ClusterRoleBinding/NAME`.
+    pub binding: String,
+    /// `Role/NAME` or `ClusterRole/NAME`.
+    pub role: String,
+    pub verbs: BTreeSet<String>,
+    pub subjects: &'a [Subject],
+    /// A RoleBinding (its ServiceAccount subjects default to its namespace).
+    pub namespaced: bool,
+}
+
+/// Every RoleBinding of the namespace and every ClusterRoleBinding whose role grants a read verb
+/// on the Secret, in the order listed.
+pub(super) fn read_bindings<'a>(
     target: &AccessTarget,
-    snapshot: &RbacSnapshot,
-    binding: String,
-    role_ref: &RoleRef,
-    subjects: &[Subject],
-    namespaced_binding: bool,
-) -> Option<AccessDrift> {
-    let rules = referenced_rules(target, snapshot, role_ref, namespaced_binding)?;
-    let verbs = read_verbs(rules, &target.secret_name);
-    if verbs.is_empty() {
-        return None;
-    }
-    let subjects: Vec<String> = subjects
+    snapshot: &'a RbacSnapshot,
+) -> Vec<ReadBinding<'a>> {
+    let role_bindings = snapshot
+        .role_bindings
         .iter()
-        .filter(|subject| !listed(target, subject, namespaced_binding))
-        .map(|subject| subject_label(target, subject, namespaced_binding))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if subjects.is_empty() {
-        return None;
-    }
-    Some(AccessDrift {
-        binding,
-        role: format!("{}/{}", role_ref.kind, role_ref.name),
-        subjects,
-        verbs: verbs.into_iter().collect(),
-    })
+        .filter(|binding| binding.metadata.namespace.as_deref() == Some(target.namespace.as_str()))
+        .map(|binding| {
+            (
+                "RoleBinding",
+                &binding.metadata,
+                &binding.role_ref,
+                &binding.subjects,
+                true,
+            )
+        });
+    let cluster_role_bindings = snapshot.cluster_role_bindings.iter().map(|binding| {
+        (
+            "ClusterRoleBinding",
+            &binding.metadata,
+            &binding.role_ref,
+            &binding.subjects,
+            false,
+        )
+    });
+    role_bindings
+        .chain(cluster_role_bindings)
+        .filter_map(|(kind, metadata, role_ref, subjects, namespaced)| {
+            let rules = referenced_rules(target, snapshot, role_ref, namespaced)?;
+            let verbs = read_verbs(rules, &target.secret_name);
+            (!verbs.is_empty()).then(|| ReadBinding {
+                binding: format!("{kind}/{}", metadata.name.as_deref().unwrap_or_default()),
+                role: format!("{}/{}", role_ref.kind, role_ref.name),
+                verbs,
+                subjects: subjects.as_deref().unwrap_or_default(),
+                namespaced,
+            })
+        })
+        .collect()
 }
 
 /// The rules of the role a binding points at; a binding to a role that does not exist grants
@@ -152,7 +165,7 @@ pub fn read_verbs(rules: &[PolicyRule], secret_name: &str) -> BTreeSet<String> {
 }
 
 /// A ServiceAccount of the ManagedSecret's namespace that `spec.access` lists.
-fn listed(target: &AccessTarget, subject: &Subject, namespaced_binding: bool) -> bool {
+pub(super) fn listed(target: &AccessTarget, subject: &Subject, namespaced_binding: bool) -> bool {
     subject.kind == "ServiceAccount"
         && subject_namespace(target, subject, namespaced_binding) == Some(target.namespace.as_str())
         && target.service_accounts.contains(&subject.name)
@@ -170,7 +183,11 @@ fn subject_namespace<'a>(
     }
 }
 
-fn subject_label(target: &AccessTarget, subject: &Subject, namespaced_binding: bool) -> String {
+pub(super) fn subject_label(
+    target: &AccessTarget,
+    subject: &Subject,
+    namespaced_binding: bool,
+) -> String {
     match subject.kind.as_str() {
         "ServiceAccount" => format!(
             "ServiceAccount/{}/{}",

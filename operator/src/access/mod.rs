@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod condition;
 pub mod desired;
 pub mod drift;
+pub mod readers;
 
 /// Field manager of the Role and RoleBinding, so server-side apply replaces exactly the lists
 /// keyturn owns (a subject removed from the spec disappears from the binding).
