@@ -91,7 +91,18 @@ impl Cluster {
         let crd_path = workspace_root().join("crds/keyturn.dev_managedsecrets.yaml");
         let crd = std::fs::read_to_string(&crd_path)
             .unwrap_or_else(|error| panic!("read {}: {error}", crd_path.display()));
-        let standin = StandIn::start(vec![crd]).await;
+        Self::start_standin_serving(vec![crd]).await
+    }
+
+    /// A new in-process stand-in that serves no custom resource: a cluster where keyturn is not
+    /// installed, for the errors tools give there.
+    pub async fn start_standin_without_keyturn() -> Cluster {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Self::start_standin_serving(Vec::new()).await
+    }
+
+    async fn start_standin_serving(crds: Vec<String>) -> Cluster {
+        let standin = StandIn::start(crds).await;
         let directory = tempfile::Builder::new()
             .prefix("keyturn-e2e-kubeconfig.")
             .tempdir()
