@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, starts the real backends (PostgreSQL, OpenBao,
-# moto) on free loopback ports, runs fmt, clippy, nextest and doc tests, and always stops the
-# backends again.
+# moto) on free loopback ports, runs fmt, the Helm chart tests, clippy, nextest and doc tests,
+# and always stops the backends again.
 #
 #   ./scripts/test.sh                       # everything
 #   ./scripts/test.sh -p keyturn-testenv    # extra arguments go to `cargo nextest run`
@@ -67,6 +67,8 @@ if ((SERVE)); then
 fi
 
 run_phase "cargo fmt" cargo fmt --all -- --check
+# The Helm chart: lint and render with real Helm, every manifest validated (helm/tests, a few s).
+run_phase "helm chart tests" "${KEYTURN_VENV}/bin/python" -m pytest helm/tests -q -p no:cacheprovider
 run_phase "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # --workspace would override a package selection passed by the caller (-p NAME): drop it then.
 SCOPE=(--workspace)
