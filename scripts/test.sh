@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, starts the real backends (PostgreSQL, OpenBao,
-# moto) on free loopback ports, runs fmt, the Helm chart tests, clippy, nextest and doc tests,
-# and always stops the backends again.
+# moto) on free loopback ports, runs fmt, clippy, the build, the Helm chart tests, nextest and
+# doc tests, and always stops the backends again.
 #
 #   ./scripts/test.sh                       # everything
 #   ./scripts/test.sh -p keyturn-testenv    # extra arguments go to `cargo nextest run`
@@ -67,8 +67,6 @@ if ((SERVE)); then
 fi
 
 run_phase "cargo fmt" cargo fmt --all -- --check
-# The Helm chart: lint and render with real Helm, every manifest validated (helm/tests, a few s).
-run_phase "helm chart tests" "${KEYTURN_VENV}/bin/python" -m pytest helm/tests -q -p no:cacheprovider
 run_phase "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # --workspace would override a package selection passed by the caller (-p NAME): drop it then.
 SCOPE=(--workspace)
@@ -80,6 +78,10 @@ done
 # The e2e suite (keyturn-e2e) runs the real keyturn-operator binary, which nextest does not build
 # (it builds test targets only): build every binary first, with the same profile.
 run_phase "cargo build (binaries)" cargo build --workspace --bins --locked
+# The Helm chart: lint and render with real Helm, every manifest validated, and the rendered
+# operator settings fed to the binary just built (helm/tests, a few seconds).
+run_phase "helm chart tests" env KEYTURN_OPERATOR_BIN="${KEYTURN_OPERATOR_BIN:-${CARGO_TARGET_DIR:-${KEYTURN_TARGET}}/debug/keyturn-operator}" \
+    "${KEYTURN_VENV}/bin/python" -m pytest helm/tests -q -p no:cacheprovider
 run_phase "cargo nextest" cargo nextest run "${SCOPE[@]}" --locked --no-fail-fast "$@"
 run_phase "doc tests" cargo test --workspace --doc --locked
 
