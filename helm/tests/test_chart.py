@@ -278,7 +278,9 @@ def test_postgres_runs_two_replicas_with_a_disruption_budget_and_spread() -> Non
     deployment = result.one("Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
-    assert result.one("PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    budget = result.one("PodDisruptionBudget")["spec"]
+    assert budget["minAvailable"] == 1
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     assert not result.of_kind("PersistentVolumeClaim")
     store = env(result)["KEYTURN_AUDIT_STORE"]
     assert store == {
