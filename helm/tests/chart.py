@@ -4,7 +4,6 @@ library: no helm binary, no cluster), and validating what it renders with kubern
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,22 +61,10 @@ class Rendered:
         return self.templates[f"keyturn/templates/{template}"]
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def render(values: dict[str, Any] | None = None) -> Rendered:
     """Renders like `helm template keyturn helm/keyturn -n keyturn-system` (an install)."""
     with helm.Chart.load(CHART) as chart:
-        templates = chart.render(
-            values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True
-        )
+        templates = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
     manifests = []
     for template, text in sorted(templates.items()):
         if template.endswith("NOTES.txt"):

@@ -6,7 +6,6 @@ for. No Helm here.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Iterable
 
 # Verbs that let a holder grant or assume permissions it does not have.
@@ -71,7 +70,9 @@ def rbac_problems(role: dict[str, Any]) -> list[str]:
             problems.append(f"{at}: Secret subresources {subresources}")
         extra = sorted(set(verbs) - CLUSTER_WIDE_SECRET_VERBS)
         if extra:
-            problems.append(f"{at}: Secret verbs {extra} beyond {sorted(CLUSTER_WIDE_SECRET_VERBS)}")
+            problems.append(
+                f"{at}: Secret verbs {extra} beyond {sorted(CLUSTER_WIDE_SECRET_VERBS)}"
+            )
     return problems
 
 
@@ -96,10 +97,14 @@ def binding_problems(
         binding["metadata"].get("namespace") if reference["kind"] == "Role" else None,
     )
     if key not in own:
-        problems.append(f"{where}: binds {reference['kind']} {reference['name']}, not one of this chart's")
+        problems.append(
+            f"{where}: binds {reference['kind']} {reference['name']}, not one of this chart's"
+        )
     expected_subject = {"kind": "ServiceAccount", "name": service_account, "namespace": namespace}
     if binding.get("subjects") != [expected_subject]:
-        problems.append(f"{where}: subjects {binding.get('subjects')}, expected [{expected_subject}]")
+        problems.append(
+            f"{where}: subjects {binding.get('subjects')}, expected [{expected_subject}]"
+        )
     return problems
 
 
@@ -118,10 +123,16 @@ def rule_comment_problems(text: str) -> list[str]:
         if above < 0 or not lines[above].lstrip().startswith("#"):
             problems.append(f"line {number + 1}: rule without a comment: {line.strip()}")
             continue
-        while above > 0 and lines[above - 1].lstrip().startswith("#") and not WHY_COMMENT.match(lines[above]):
+        while (
+            above > 0
+            and lines[above - 1].lstrip().startswith("#")
+            and not WHY_COMMENT.match(lines[above])
+        ):
             above -= 1
         if not WHY_COMMENT.match(lines[above]):
-            problems.append(f"line {number + 1}: the comment above the rule does not start with '# why:'")
+            problems.append(
+                f"line {number + 1}: the comment above the rule does not start with '# why:'"
+            )
     return problems
 
 
@@ -146,7 +157,7 @@ def container_security_problems(pod_spec: dict[str, Any]) -> list[str]:
         at = f"container {container.get('name')}"
         own = container.get("securityContext") or {}
 
-        def effective(field: str) -> Any:
+        def effective(field: str, own: dict[str, Any] = own) -> Any:
             return own[field] if field in own else pod.get(field)
 
         if effective("runAsNonRoot") is not True:
@@ -172,15 +183,38 @@ def container_security_problems(pod_spec: dict[str, Any]) -> list[str]:
 
 # The ServiceMonitor fields this chart sets, as the Prometheus Operator's CRD
 # (monitoring.coreos.com/v1) defines them; kubernetes-validate has no schema for it.
-DURATION = re.compile(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")
+DURATION = re.compile(
+    r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+)
 SERVICE_MONITOR_SPEC_FIELDS = {
-    "selector", "namespaceSelector", "endpoints", "jobLabel", "targetLabels", "podTargetLabels",
-    "sampleLimit", "targetLimit", "attachMetadata",
+    "selector",
+    "namespaceSelector",
+    "endpoints",
+    "jobLabel",
+    "targetLabels",
+    "podTargetLabels",
+    "sampleLimit",
+    "targetLimit",
+    "attachMetadata",
 }
 ENDPOINT_FIELDS = {
-    "port", "targetPort", "path", "scheme", "interval", "scrapeTimeout", "honorLabels",
-    "honorTimestamps", "relabelings", "metricRelabelings", "tlsConfig", "bearerTokenSecret",
-    "authorization", "params", "followRedirects", "enableHttp2", "filterRunning",
+    "port",
+    "targetPort",
+    "path",
+    "scheme",
+    "interval",
+    "scrapeTimeout",
+    "honorLabels",
+    "honorTimestamps",
+    "relabelings",
+    "metricRelabelings",
+    "tlsConfig",
+    "bearerTokenSecret",
+    "authorization",
+    "params",
+    "followRedirects",
+    "enableHttp2",
+    "filterRunning",
 }
 
 
@@ -200,7 +234,9 @@ def service_monitor_problems(monitor: dict[str, Any], services: list[dict[str, A
         service
         for service in services
         if labels
-        and all(service["metadata"].get("labels", {}).get(key) == value for key, value in labels.items())
+        and all(
+            service["metadata"].get("labels", {}).get(key) == value for key, value in labels.items()
+        )
     ]
     if not selected:
         problems.append(f"selector {labels} selects no rendered Service")
@@ -213,10 +249,14 @@ def service_monitor_problems(monitor: dict[str, Any], services: list[dict[str, A
             problems.append(f"unknown endpoint fields {sorted(unknown)}")
         for field in ("interval", "scrapeTimeout"):
             if field in endpoint and not DURATION.match(str(endpoint[field])):
-                problems.append(f"endpoint {field} {endpoint[field]!r} is not a Prometheus duration")
+                problems.append(
+                    f"endpoint {field} {endpoint[field]!r} is not a Prometheus duration"
+                )
         ports = {port.get("name") for service in selected for port in service["spec"]["ports"]}
         if endpoint.get("port") not in ports:
-            problems.append(f"endpoint port {endpoint.get('port')!r} is not a port of {sorted(ports)}")
+            problems.append(
+                f"endpoint port {endpoint.get('port')!r} is not a port of {sorted(ports)}"
+            )
     return problems
 
 
@@ -274,7 +314,3 @@ def _glob_regex(pattern: str) -> str:
             out.append(re.escape(pattern[index]))
             index += 1
     return "".join(out)
-
-
-def existing(paths: Iterable[str], root: Path) -> list[str]:
-    return [path for path in paths if (root / path).exists()]

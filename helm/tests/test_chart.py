@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import pytest
 from helm_python import HelmError
 
@@ -35,17 +36,27 @@ CASES: dict[str, dict[str, Any]] = {
     "namespace-scoped-other-namespace": {"scope": "namespace", "watchNamespace": "payments"},
     "postgres": POSTGRES,
     "postgres-three-replicas": {**POSTGRES, "replicaCount": 3},
-    "sqlite-existing-claim": {"audit": {"sqlite": {"persistence": {"existingClaim": "keyturn-audit-data"}}}},
+    "sqlite-existing-claim": {
+        "audit": {"sqlite": {"persistence": {"existingClaim": "keyturn-audit-data"}}}
+    },
     "sqlite-created-claim": {
         "audit": {
             "sqlite": {
-                "persistence": {"storageClassName": "fast-ssd", "size": "5Gi", "keepOnUninstall": False}
+                "persistence": {
+                    "storageClassName": "fast-ssd",
+                    "size": "5Gi",
+                    "keepOnUninstall": False,
+                }
             }
         }
     },
     "sqlite-emptydir": {"audit": {"sqlite": {"persistence": {"enabled": False}}}},
-    "webhook-mtls": {"auditWebhook": {**WEBHOOK_TLS, "clientCA": {"secretName": "kube-apiserver-client-ca"}}},
-    "webhook-token": {"auditWebhook": {**WEBHOOK_TLS, "token": {"secretName": "keyturn-webhook-token"}}},
+    "webhook-mtls": {
+        "auditWebhook": {**WEBHOOK_TLS, "clientCA": {"secretName": "kube-apiserver-client-ca"}}
+    },
+    "webhook-token": {
+        "auditWebhook": {**WEBHOOK_TLS, "token": {"secretName": "keyturn-webhook-token"}}
+    },
     "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "network-policy": {"networkPolicy": {"enabled": True}},
     "network-policy-restricted": {
@@ -57,7 +68,10 @@ CASES: dict[str, dict[str, Any]] = {
                 "allowAll": False,
                 "apiServerCIDRs": ["10.96.0.1/32", "172.18.0.2/32"],
                 "extraRules": [
-                    {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 5432, "protocol": "TCP"}]}
+                    {
+                        "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+                        "ports": [{"port": 5432, "protocol": "TCP"}],
+                    }
                 ],
             },
         },
@@ -68,7 +82,9 @@ CASES: dict[str, dict[str, Any]] = {
         "watchNamespace": "payments",
         "image": {"digest": "sha256:" + "ab" * 32},
         "imagePullSecrets": [{"name": "registry"}],
-        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/keyturn"}},
+        "serviceAccount": {
+            "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/keyturn"}
+        },
         "auditWebhook": {
             **WEBHOOK_TLS,
             "clientCA": {"secretName": "kube-apiserver-client-ca"},
@@ -76,9 +92,14 @@ CASES: dict[str, dict[str, Any]] = {
         },
         "serviceMonitor": {"enabled": True},
         "networkPolicy": {"enabled": True},
-        "operator": {"logLevel": "debug", "extraEnv": [{"name": "AWS_REGION", "value": "eu-west-1"}]},
+        "operator": {
+            "logLevel": "debug",
+            "extraEnv": [{"name": "AWS_REGION", "value": "eu-west-1"}],
+        },
         "priorityClassName": "system-cluster-critical",
-        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}
+        ],
     },
     "openshift-assigned-uid": {
         "podSecurityContext": {"runAsUser": None, "runAsGroup": None, "fsGroup": None}
@@ -151,7 +172,11 @@ def test_security_context_is_restrictive(case: str) -> None:
     assert spec["automountServiceAccountToken"] is True
     assert result.one("ServiceAccount")["automountServiceAccountToken"] is False
     resources = container(result)["resources"]
-    assert resources["requests"]["cpu"] and resources["requests"]["memory"] and resources["limits"]["memory"]
+    assert (
+        resources["requests"]["cpu"]
+        and resources["requests"]["memory"]
+        and resources["limits"]["memory"]
+    )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -164,7 +189,9 @@ def test_rbac_is_least_privilege(case: str) -> None:
     service_account = result.one("ServiceAccount")["metadata"]["name"]
     for kind in ("RoleBinding", "ClusterRoleBinding"):
         for binding in result.of_kind(kind):
-            assert checks.binding_problems(binding.object, all_roles, service_account, NAMESPACE) == []
+            assert (
+                checks.binding_problems(binding.object, all_roles, service_account, NAMESPACE) == []
+            )
     # The release-namespace Role holds only the Lease and the checkpoint ConfigMap, by name
     # where the verb allows it.
     leader = next(role for role in all_roles if role["metadata"]["name"].endswith("-leader"))
@@ -177,7 +204,9 @@ def test_rbac_is_least_privilege(case: str) -> None:
         assert not result.of_kind("ClusterRole") and not result.of_kind("ClusterRoleBinding")
         watched = CASES[case].get("watchNamespace") or NAMESPACE
         assert {role["metadata"]["namespace"] for role in all_roles} == {watched, NAMESPACE}
-        assert all("clusterroles" not in rule["resources"] for role in all_roles for rule in role["rules"])
+        assert all(
+            "clusterroles" not in rule["resources"] for role in all_roles for rule in role["rules"]
+        )
     else:
         assert len(result.of_kind("ClusterRole")) == 1
 
@@ -191,6 +220,20 @@ def test_every_rbac_rule_has_a_why_comment(case: str) -> None:
     assert len(re.findall(r"^\s*# why: ", text, flags=re.MULTILINE)) == rule_count
 
 
+def test_every_rule_in_the_template_sources_has_a_why_comment() -> None:
+    """The same check on the sources, so that a rule only some values render is covered too."""
+    sources = sorted((REPO / "helm" / "keyturn" / "templates").glob("*"))
+    with_rules = [
+        path for path in sources if any(map(checks.RULE_START.match, path.read_text().splitlines()))
+    ]
+    assert [path.name for path in with_rules] == ["_rbac.tpl"]
+    for path in with_rules:
+        text = path.read_text()
+        assert checks.rule_comment_problems(text) == [], path.name
+        rules = len(re.findall(r"^\s*- apiGroups:", text, flags=re.MULTILINE))
+        assert len(re.findall(r"^\s*# why: ", text, flags=re.MULTILINE)) == rules
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_objects_are_wired_together(case: str) -> None:
     result = rendered(case)
@@ -201,7 +244,9 @@ def test_objects_are_wired_together(case: str) -> None:
     assert selects(service["spec"]["selector"], pod_labels)
     for kind in ("PodDisruptionBudget", "NetworkPolicy"):
         for manifest in result.of_kind(kind):
-            selector = manifest.object["spec"].get("selector") or manifest.object["spec"]["podSelector"]
+            selector = (
+                manifest.object["spec"].get("selector") or manifest.object["spec"]["podSelector"]
+            )
             assert selects(selector["matchLabels"], pod_labels), kind
     spec = pod_spec(result)
     main = container(result)
@@ -217,7 +262,10 @@ def test_objects_are_wired_together(case: str) -> None:
     assert spec["serviceAccountName"] == result.one("ServiceAccount")["metadata"]["name"]
     variables = env(result)
     assert variables["KEYTURN_IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-    assert variables["KEYTURN_LEASE_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert (
+        variables["KEYTURN_LEASE_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"]
+        == "metadata.namespace"
+    )
     assert variables["KEYTURN_HTTP_ADDR"]["value"] == "0.0.0.0:8080"
     grace = int(variables["KEYTURN_SHUTDOWN_GRACE"]["value"].removesuffix("s"))
     assert spec["terminationGracePeriodSeconds"] > grace
@@ -301,13 +349,20 @@ def test_default_has_no_spread_rules_for_a_single_replica() -> None:
 
 
 def test_namespace_scope_watches_one_namespace() -> None:
-    for case, watched in (("namespace-scoped", NAMESPACE), ("namespace-scoped-other-namespace", "payments")):
+    for case, watched in (
+        ("namespace-scoped", NAMESPACE),
+        ("namespace-scoped-other-namespace", "payments"),
+    ):
         result = rendered(case)
         assert env(result)["KEYTURN_WATCH_NAMESPACE"]["value"] == watched
-        workload_role = next(r for r in roles(result) if not r["metadata"]["name"].endswith("-leader"))
+        workload_role = next(
+            r for r in roles(result) if not r["metadata"]["name"].endswith("-leader")
+        )
         assert workload_role["metadata"]["namespace"] == watched
         binding = next(
-            b.object for b in result.of_kind("RoleBinding") if b.object["metadata"]["namespace"] == watched
+            b.object
+            for b in result.of_kind("RoleBinding")
+            if b.object["metadata"]["namespace"] == watched
             and b.object["roleRef"]["name"] == workload_role["metadata"]["name"]
         )
         assert binding["subjects"][0]["namespace"] == NAMESPACE
@@ -325,7 +380,9 @@ def test_cluster_scope_secret_permissions_are_exactly_the_justified_ones() -> No
     )
     assert secret_verbs == sorted(checks.CLUSTER_WIDE_SECRET_VERBS)
     assert all(
-        set(rule["resources"]) == {"secrets"} for rule in cluster_role["rules"] if "secrets" in rule["resources"]
+        set(rule["resources"]) == {"secrets"}
+        for rule in cluster_role["rules"]
+        if "secrets" in rule["resources"]
     )
 
 
@@ -333,12 +390,22 @@ def test_webhook_with_mtls() -> None:
     result = rendered("webhook-mtls")
     variables = env(result)
     assert variables["KEYTURN_AUDIT_WEBHOOK_ADDR"]["value"] == "0.0.0.0:8443"
-    assert variables["KEYTURN_AUDIT_WEBHOOK_TLS_CERT"]["value"] == "/etc/keyturn/webhook-tls/tls.crt"
+    assert (
+        variables["KEYTURN_AUDIT_WEBHOOK_TLS_CERT"]["value"] == "/etc/keyturn/webhook-tls/tls.crt"
+    )
     assert variables["KEYTURN_AUDIT_WEBHOOK_TLS_KEY"]["value"] == "/etc/keyturn/webhook-tls/tls.key"
-    assert variables["KEYTURN_AUDIT_WEBHOOK_CLIENT_CA"]["value"] == "/etc/keyturn/webhook-client-ca/ca.crt"
+    assert (
+        variables["KEYTURN_AUDIT_WEBHOOK_CLIENT_CA"]["value"]
+        == "/etc/keyturn/webhook-client-ca/ca.crt"
+    )
     assert "KEYTURN_AUDIT_WEBHOOK_TOKEN_FILE" not in variables
-    secrets = {v["name"]: v["secret"]["secretName"] for v in pod_spec(result)["volumes"] if "secret" in v}
-    assert secrets == {"webhook-tls": "keyturn-webhook-tls", "webhook-client-ca": "kube-apiserver-client-ca"}
+    secrets = {
+        v["name"]: v["secret"]["secretName"] for v in pod_spec(result)["volumes"] if "secret" in v
+    }
+    assert secrets == {
+        "webhook-tls": "keyturn-webhook-tls",
+        "webhook-client-ca": "kube-apiserver-client-ca",
+    }
     mounts = {m["name"]: m for m in container(result)["volumeMounts"]}
     assert all(mounts[name]["readOnly"] for name in secrets)
     ports = {p["name"]: p["port"] for p in result.one("Service")["spec"]["ports"]}
@@ -348,10 +415,15 @@ def test_webhook_with_mtls() -> None:
 def test_webhook_with_bearer_token() -> None:
     result = rendered("webhook-token")
     variables = env(result)
-    assert variables["KEYTURN_AUDIT_WEBHOOK_TOKEN_FILE"]["value"] == "/etc/keyturn/webhook-token/token"
+    assert (
+        variables["KEYTURN_AUDIT_WEBHOOK_TOKEN_FILE"]["value"] == "/etc/keyturn/webhook-token/token"
+    )
     assert "KEYTURN_AUDIT_WEBHOOK_CLIENT_CA" not in variables
     everything = env(rendered("everything"))
-    assert everything["KEYTURN_AUDIT_WEBHOOK_TOKEN_FILE"]["value"] == "/etc/keyturn/webhook-token/bearer"
+    assert (
+        everything["KEYTURN_AUDIT_WEBHOOK_TOKEN_FILE"]["value"]
+        == "/etc/keyturn/webhook-token/bearer"
+    )
     assert everything["KEYTURN_AUDIT_WEBHOOK_CLIENT_CA"]["value"].endswith("/ca.crt")
 
 
@@ -387,7 +459,10 @@ def test_network_policy_restricted() -> None:
     assert webhook["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
     dns, api, backend = policy["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
-    assert api["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}, {"ipBlock": {"cidr": "172.18.0.2/32"}}]
+    assert api["to"] == [
+        {"ipBlock": {"cidr": "10.96.0.1/32"}},
+        {"ipBlock": {"cidr": "172.18.0.2/32"}},
+    ]
     assert {p["port"] for p in api["ports"]} == {443, 6443}
     assert backend["ports"] == [{"port": 5432, "protocol": "TCP"}]
     # Without CIDRs the webhook port is open to any caller (it authenticates them).
@@ -397,7 +472,10 @@ def test_network_policy_restricted() -> None:
 
 def test_image_tag_and_digest() -> None:
     assert container(rendered("default"))["image"] == "ghcr.io/keyturn/keyturn-operator:0.1.0"
-    assert container(rendered("everything"))["image"] == "ghcr.io/keyturn/keyturn-operator@sha256:" + "ab" * 32
+    assert (
+        container(rendered("everything"))["image"]
+        == "ghcr.io/keyturn/keyturn-operator@sha256:" + "ab" * 32
+    )
     tagged = render({"image": {"tag": "0.2.0-rc1"}})
     assert container(tagged)["image"] == "ghcr.io/keyturn/keyturn-operator:0.2.0-rc1"
 
@@ -420,7 +498,11 @@ def test_rbac_create_false_renders_no_rbac() -> None:
 # schema rule: JSON Schema cannot compare two values, and lint mode in Helm turns `fail` into a
 # log line, so only rendering (template/install) rejects them.
 INVALID: dict[str, tuple[dict[str, Any], str | None, str]] = {
-    "sqlite-two-replicas": ({"replicaCount": 2}, "/replicaCount", "audit.store=sqlite allows one replica"),
+    "sqlite-two-replicas": (
+        {"replicaCount": 2},
+        "/replicaCount",
+        "audit.store=sqlite allows one replica",
+    ),
     "postgres-without-secret": (
         {"audit": {"store": "postgres"}},
         "/audit/postgres/existingSecret",
@@ -452,7 +534,10 @@ INVALID: dict[str, tuple[dict[str, Any], str | None, str]] = {
         "operator.terminationGracePeriodSeconds (30) must exceed operator.shutdownGraceSeconds (30)",
     ),
     "postgres-with-sqlite-claim": (
-        {**POSTGRES, "audit": {**POSTGRES["audit"], "sqlite": {"persistence": {"existingClaim": "x"}}}},
+        {
+            **POSTGRES,
+            "audit": {**POSTGRES["audit"], "sqlite": {"persistence": {"existingClaim": "x"}}},
+        },
         None,
         "audit.sqlite.persistence.existingClaim is set but audit.store=postgres",
     ),
@@ -464,7 +549,10 @@ SCHEMA_ONLY: dict[str, tuple[dict[str, Any], str]] = {
     "typo-nested": ({"audit": {"postgress": {}}}, "additional properties 'postgress' not allowed"),
     "root-user": ({"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
     "unknown-scope": ({"scope": "global"}, "/scope"),
-    "bad-duration": ({"audit": {"checkpointInterval": "five minutes"}}, "/audit/checkpointInterval"),
+    "bad-duration": (
+        {"audit": {"checkpointInterval": "five minutes"}},
+        "/audit/checkpointInterval",
+    ),
     "bad-digest": ({"image": {"digest": "latest"}}, "/image/digest"),
 }
 
@@ -478,9 +566,9 @@ def chart_without_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("case", INVALID)
-def test_invalid_combination_fails_with_a_clear_message(case: str, chart_without_schema: Path) -> None:
-    import helm_python as helm
-
+def test_invalid_combination_fails_with_a_clear_message(
+    case: str, chart_without_schema: Path
+) -> None:
     values, schema_names, explanation = INVALID[case]
     with pytest.raises(HelmError) as failure:
         render(values)
@@ -494,7 +582,7 @@ def test_invalid_combination_fails_with_a_clear_message(case: str, chart_without
     with helm.Chart.load(chart_without_schema) as chart:
         with pytest.raises(HelmError) as failure:
             chart.render(values, name="keyturn", namespace=NAMESPACE)
-    assert f"keyturn: " in str(failure.value)
+    assert "keyturn: " in str(failure.value)
     assert explanation in str(failure.value)
 
 

@@ -17,7 +17,11 @@ GOOD_CLUSTER_ROLE: dict[str, Any] = {
     "metadata": {"name": "keyturn"},
     "rules": [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch", "delete"]},
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get", "create", "patch", "delete"],
+        },
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "patch"]},
     ],
 }
@@ -41,15 +45,46 @@ def test_the_good_role_passes() -> None:
     [
         ({"apiGroups": ["*"], "resources": ["pods"], "verbs": ["get"]}, "wildcard in apiGroups"),
         ({"apiGroups": [""], "resources": ["*"], "verbs": ["get"]}, "wildcard in resources"),
-        ({"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"]}, "wildcard in verbs"),
-        ({"apiGroups": ["apps"], "resources": ["deployments/*"], "verbs": ["get"]}, "wildcard in resources"),
-        ({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["escalate"]}, "grants ['escalate']"),
-        ({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["bind"]}, "grants ['bind']"),
-        ({"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}, "grants ['impersonate']"),
-        ({"apiGroups": [""], "resources": ["secrets"], "verbs": ["update"]}, "Secret verbs ['update']"),
-        ({"apiGroups": [""], "resources": ["secrets"], "verbs": ["deletecollection"]}, "Secret verbs ['deletecollection']"),
-        ({"apiGroups": [""], "resources": ["pods", "secrets"], "verbs": ["get", "proxy"]}, "Secret verbs ['proxy']"),
-        ({"apiGroups": [""], "resources": ["secrets/status"], "verbs": ["get"]}, "Secret subresources"),
+        (
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"]},
+            "wildcard in verbs",
+        ),
+        (
+            {"apiGroups": ["apps"], "resources": ["deployments/*"], "verbs": ["get"]},
+            "wildcard in resources",
+        ),
+        (
+            {
+                "apiGroups": ["rbac.authorization.k8s.io"],
+                "resources": ["clusterroles"],
+                "verbs": ["escalate"],
+            },
+            "grants ['escalate']",
+        ),
+        (
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["bind"]},
+            "grants ['bind']",
+        ),
+        (
+            {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
+            "grants ['impersonate']",
+        ),
+        (
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["update"]},
+            "Secret verbs ['update']",
+        ),
+        (
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["deletecollection"]},
+            "Secret verbs ['deletecollection']",
+        ),
+        (
+            {"apiGroups": [""], "resources": ["pods", "secrets"], "verbs": ["get", "proxy"]},
+            "Secret verbs ['proxy']",
+        ),
+        (
+            {"apiGroups": [""], "resources": ["secrets/status"], "verbs": ["get"]},
+            "Secret subresources",
+        ),
         ({"nonResourceURLs": ["/metrics"], "verbs": ["get"]}, "nonResourceURLs"),
         ({"apiGroups": [""], "resources": ["pods"], "verbs": []}, "incomplete rule"),
     ],
@@ -80,7 +115,11 @@ def test_bindings_to_foreign_roles_or_subjects_are_caught() -> None:
     good = {
         "kind": "ClusterRoleBinding",
         "metadata": {"name": "keyturn"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "keyturn"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "keyturn",
+        },
         "subjects": [subject],
     }
     assert checks.binding_problems(good, roles, "keyturn", "keyturn-system") == []
@@ -110,9 +149,9 @@ def test_rules_without_a_why_comment_are_caught() -> None:
     assert checks.rule_comment_problems(good) == []
     missing = good + '- apiGroups: ["batch"]\n'
     assert len(checks.rule_comment_problems(missing)) == 1
-    other_comment = good + "# needed\n- apiGroups: [\"batch\"]\n"
+    other_comment = good + '# needed\n- apiGroups: ["batch"]\n'
     assert len(checks.rule_comment_problems(other_comment)) == 1
-    empty_reason = good + "# why:\n- apiGroups: [\"batch\"]\n"
+    empty_reason = good + '# why:\n- apiGroups: ["batch"]\n'
     assert len(checks.rule_comment_problems(empty_reason)) == 1
 
 
@@ -186,4 +225,9 @@ COPY --chown=1:1 operator \\
 COPY --from=build /out/x /x
 ADD crds /crds
 """
-    assert checks.dockerfile_copy_sources(dockerfile) == ["Cargo.toml", "Cargo.lock", "operator", "crds"]
+    assert checks.dockerfile_copy_sources(dockerfile) == [
+        "Cargo.toml",
+        "Cargo.lock",
+        "operator",
+        "crds",
+    ]

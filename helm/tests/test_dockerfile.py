@@ -44,7 +44,9 @@ def test_every_workspace_member_is_copied() -> None:
     workspace = tomllib.loads((REPO / "Cargo.toml").read_text())["workspace"]
     sources = [source.rstrip("/") for source in checks.dockerfile_copy_sources(DOCKERFILE)]
     for member in workspace["members"]:
-        assert any(member == source or member.startswith(source + "/") for source in sources), member
+        assert any(member == source or member.startswith(source + "/") for source in sources), (
+            member
+        )
         assert (REPO / member / "Cargo.toml").exists()
         assert not checks.dockerignore_excludes(DOCKERIGNORE, f"{member}/src/lib.rs")
     for generated in ("target", "target/debug/keyturn-operator", "operator/target/x"):

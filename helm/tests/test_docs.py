@@ -119,9 +119,11 @@ def test_every_value_is_documented() -> None:
         if not any(path == entry or path.startswith(entry + ".") for entry in documented)
     }
     assert missing == set(), "values missing from the table in docs/helm.md"
-    stale = {entry for entry in documented if not any(
-        path == entry or path.startswith(entry + ".") for path in value_paths(values)
-    )}
+    stale = {
+        entry
+        for entry in documented
+        if not any(path == entry or path.startswith(entry + ".") for path in value_paths(values))
+    }
     assert stale == set(), "documented values that values.yaml does not have"
 
 

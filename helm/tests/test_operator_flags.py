@@ -36,7 +36,11 @@ WEBHOOK = {
 COMBINATIONS: dict[str, dict[str, Any]] = {
     "sqlite": {},
     "postgres": {"audit": {"store": "postgres", "postgres": {"existingSecret": "dsn"}}},
-    "namespace-with-webhook": {"scope": "namespace", "auditWebhook": WEBHOOK, "operator": {"logFormat": "text", "logLevel": "debug"}},
+    "namespace-with-webhook": {
+        "scope": "namespace",
+        "auditWebhook": WEBHOOK,
+        "operator": {"logFormat": "text", "logLevel": "debug"},
+    },
 }
 
 
@@ -71,8 +75,13 @@ def operator_binary() -> Path | None:
 def test_the_operator_accepts_the_rendered_values(case: str, tmp_path: Path) -> None:
     binary = operator_binary()
     if binary is None:
-        pytest.skip("no keyturn-operator binary: cargo build -p keyturn-operator, or run ./scripts/test.sh")
-    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KUBECONFIG": str(tmp_path / "none")}
+        pytest.skip(
+            "no keyturn-operator binary: cargo build -p keyturn-operator, or run ./scripts/test.sh"
+        )
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "KUBECONFIG": str(tmp_path / "none"),
+    }
     for entry in operator_env(COMBINATIONS[case]):
         if "value" in entry:
             environment[entry["name"]] = entry["value"]
@@ -80,7 +89,10 @@ def test_the_operator_accepts_the_rendered_values(case: str, tmp_path: Path) -> 
             environment[entry["name"]] = "postgres://keyturn@127.0.0.1:1/keyturn"
         else:
             field = entry["valueFrom"]["fieldRef"]["fieldPath"]
-            environment[entry["name"]] = {"metadata.name": "keyturn-0", "metadata.namespace": "keyturn-system"}[field]
+            environment[entry["name"]] = {
+                "metadata.name": "keyturn-0",
+                "metadata.namespace": "keyturn-system",
+            }[field]
     # Where the pod has volumes and its own network namespace, the test has neither: the SQLite
     # file goes to a temporary directory and the HTTP server to a free loopback port. Both
     # rendered values are still checked for their form.
@@ -89,7 +101,9 @@ def test_the_operator_accepts_the_rendered_values(case: str, tmp_path: Path) -> 
     if environment["KEYTURN_AUDIT_STORE"].startswith("sqlite:"):
         assert environment["KEYTURN_AUDIT_STORE"] == "sqlite:/var/lib/keyturn/audit.db"
         environment["KEYTURN_AUDIT_STORE"] = f"sqlite:{tmp_path / 'audit.db'}"
-    args = render(COMBINATIONS[case]).one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = render(COMBINATIONS[case]).one("Deployment")["spec"]["template"]["spec"]["containers"][
+        0
+    ]["args"]
     finished = subprocess.run(
         [str(binary), *args], env=environment, capture_output=True, text=True, timeout=60
     )
