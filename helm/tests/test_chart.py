@@ -366,7 +366,9 @@ def test_namespace_scope_watches_one_namespace() -> None:
             and b.object["roleRef"]["name"] == workload_role["metadata"]["name"]
         )
         assert binding["subjects"][0]["namespace"] == NAMESPACE
-        assert "not reported" in result.templates["keyturn/templates/NOTES.txt"]
+        notes = result.templates["keyturn/templates/NOTES.txt"]
+        assert "not reported" in notes
+        assert f"kubectl -n {watched} get managedsecrets" in notes
     assert "KEYTURN_WATCH_NAMESPACE" not in env(rendered("default"))
 
 
