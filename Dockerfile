@@ -18,6 +18,7 @@ COPY operator ./operator
 COPY crds ./crds
 COPY rotators ./rotators
 COPY e2e ./e2e
+COPY plugin ./plugin
 
 # --locked: exactly the dependency versions in Cargo.lock. The cache mounts keep the registry
 # and target directory between builds; the binary is copied out of the cache mount.
