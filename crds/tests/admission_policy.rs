@@ -687,8 +687,126 @@ fn quadratic_loops(expr: &Expr, enclosing: &mut Vec<String>, out: &mut Vec<Strin
     }
 }
 
+/// A coarse static type, enough to check what the API server's type checker insists on and the
+/// `cel` crate does not check: list and map literals are homogeneous (Kubernetes compiles with
+/// `HomogeneousAggregateLiterals`), both branches of `?:` agree, validations are `bool` and
+/// messageExpressions `string` (an expression typed `dyn` is refused for either).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Int,
+    Double,
+    String,
+    Bytes,
+    Null,
+    List,
+    Dyn,
+}
+
+fn join_kinds(a: Kind, b: Kind, what: &str) -> Result<Kind, String> {
+    match (a, b) {
+        (Kind::Dyn, _) | (_, Kind::Dyn) => Ok(Kind::Dyn),
+        (a, b) if a == b => Ok(a),
+        (a, b) => Err(format!("{what} mixes {a:?} and {b:?}")),
+    }
+}
+
+fn kind_of(expr: &Expr, scope: &HashMap<String, Kind>) -> Result<Kind, String> {
+    use kube_cel::cel::common::ast::LiteralValue;
+    match expr {
+        Expr::Literal(literal) => Ok(match literal {
+            LiteralValue::Boolean(_) => Kind::Bool,
+            LiteralValue::Int(_) | LiteralValue::UInt(_) => Kind::Int,
+            LiteralValue::Double(_) => Kind::Double,
+            LiteralValue::String(_) => Kind::String,
+            LiteralValue::Bytes(_) => Kind::Bytes,
+            LiteralValue::Null => Kind::Null,
+        }),
+        Expr::Ident(name) => Ok(scope.get(name).copied().unwrap_or(Kind::Dyn)),
+        Expr::Select(select) => {
+            let operand = kind_of(&select.operand.expr, scope)?;
+            if select.test {
+                return Ok(Kind::Bool);
+            }
+            // `variables.x` has the type of x's expression; fields of `object` etc. are `dyn`.
+            if select.operand.expr == Expr::Ident("variables".to_owned()) {
+                let name = format!("variables.{}", select.field);
+                return Ok(scope.get(&name).copied().unwrap_or(Kind::Dyn));
+            }
+            let _ = operand;
+            Ok(Kind::Dyn)
+        }
+        Expr::List(list) => {
+            let mut element_kind: Option<Kind> = None;
+            for element in &list.elements {
+                let kind = kind_of(&element.expr, scope)?;
+                element_kind = Some(match element_kind {
+                    None => kind,
+                    Some(previous) => join_kinds(previous, kind, "a list literal")?,
+                });
+            }
+            Ok(Kind::List)
+        }
+        Expr::Map(_) | Expr::Struct(_) => Err(
+            "map and object literals are not checked here: avoid them or extend kind_of".to_owned(),
+        ),
+        Expr::Comprehension(comprehension) => {
+            kind_of(&comprehension.iter_range.expr, scope)?;
+            let mut inner = scope.clone();
+            inner.insert(comprehension.iter_var.clone(), Kind::Dyn);
+            let accumulator = kind_of(&comprehension.accu_init.expr, scope)?;
+            inner.insert(comprehension.accu_var.clone(), accumulator);
+            kind_of(&comprehension.loop_cond.expr, &inner)?;
+            kind_of(&comprehension.loop_step.expr, &inner)?;
+            kind_of(&comprehension.result.expr, &inner)
+        }
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                kind_of(&target.expr, scope)?;
+            }
+            let arguments = call
+                .args
+                .iter()
+                .map(|argument| kind_of(&argument.expr, scope))
+                .collect::<Result<Vec<_>, _>>()?;
+            match call.func_name.as_str() {
+                "_?_:_" => join_kinds(arguments[1], arguments[2], "a conditional"),
+                "_+_" => match join_kinds(arguments[0], arguments[1], "`+`")? {
+                    // `'a' + dyn` is a string: the only overload whose first operand is one.
+                    Kind::Dyn => Ok(arguments
+                        .iter()
+                        .copied()
+                        .find(|kind| *kind != Kind::Dyn)
+                        .unwrap_or(Kind::Dyn)),
+                    kind => Ok(kind),
+                },
+                "_&&_"
+                | "_||_"
+                | "!_"
+                | "_==_"
+                | "_!=_"
+                | "_<_"
+                | "_<=_"
+                | "_>_"
+                | "_>=_"
+                | "@in"
+                | "@not_strictly_false"
+                | "startsWith"
+                | "endsWith"
+                | "contains"
+                | "matches" => Ok(Kind::Bool),
+                "size" => Ok(Kind::Int),
+                "join" | "string" => Ok(Kind::String),
+                "_[_]" => Ok(Kind::Dyn),
+                other => Err(format!("function {other} is not known to kind_of: add it")),
+            }
+        }
+        Expr::Unspecified => Err("an unspecified expression".to_owned()),
+    }
+}
+
 #[test]
-fn every_expression_compiles_uses_only_admission_variables_and_stays_linear() {
+fn every_expression_compiles_is_typed_as_required_and_stays_linear() {
     let policy = Policy::parse(&policy_text()).unwrap_or_else(|error| panic!("{error}"));
     assert!(policy.variables.len() >= 10 && policy.validations.len() == 2);
     let empty_schema = kube_cel::compile_schema(&json!({"type": "object"}));
@@ -699,6 +817,7 @@ fn every_expression_compiles_uses_only_admission_variables_and_stays_linear() {
         .iter()
         .map(|(name, _)| name.as_str())
         .collect();
+    let mut kinds: HashMap<String, Kind> = HashMap::new();
     for (what, expression) in policy.expressions() {
         let expr = &expression.program.expression().expr;
 
@@ -739,6 +858,19 @@ fn every_expression_compiles_uses_only_admission_variables_and_stays_linear() {
                 ));
             }
         });
+
+        match (kind_of(expr, &kinds), what.rsplit('.').next()) {
+            (Err(problem), _) => problems.push(format!("{what}: {problem}")),
+            (Ok(kind), Some("expression")) if kind != Kind::Bool => {
+                problems.push(format!("{what} is {kind:?}, the API server wants bool"))
+            }
+            (Ok(kind), Some("messageExpression")) if kind != Kind::String => {
+                problems.push(format!("{what} is {kind:?}, the API server wants string"))
+            }
+            (Ok(kind), _) => {
+                kinds.insert(what.clone(), kind);
+            }
+        }
 
         let mut loops = Vec::new();
         quadratic_loops(expr, &mut Vec::new(), &mut loops);
