@@ -991,6 +991,41 @@ fn policy_mutations_are_caught_by_the_fixtures() {
             "? [] : []",
         ),
         (
+            "azureFile secretName",
+            "? [v.azureFile.secretName] : []",
+            "? [] : []",
+        ),
+        (
+            "cephfs secretRef",
+            "? [v.cephfs.secretRef.name] : []",
+            "? [] : []",
+        ),
+        (
+            "cinder secretRef",
+            "? [v.cinder.secretRef.name] : []",
+            "? [] : []",
+        ),
+        (
+            "iscsi secretRef",
+            "? [v.iscsi.secretRef.name] : []",
+            "? [] : []",
+        ),
+        (
+            "rbd secretRef",
+            "? [v.rbd.secretRef.name] : []",
+            "? [] : []",
+        ),
+        (
+            "scaleIO secretRef",
+            "? [v.scaleIO.secretRef.name] : []",
+            "? [] : []",
+        ),
+        (
+            "storageos secretRef",
+            "? [v.storageos.secretRef.name] : []",
+            "? [] : []",
+        ),
+        (
             "env secretKeyRef",
             ".map(e, e.valueFrom.secretKeyRef.name)",
             ".map(e, '')",
