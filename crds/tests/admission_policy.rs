@@ -37,6 +37,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 const POLICY_NAME: &str = "keyturn-managed-secret-access";
+/// `MaxEvaluatedMessageExpressionSizeBytes` of the API server.
+const MAX_MESSAGE_BYTES: usize = 5 * 1024;
 
 fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -244,8 +246,12 @@ impl Validation {
         };
         match expression.program.execute(context) {
             Ok(CelValue::String(message)) if !message.trim().is_empty() => {
+                // The API server replaces such messages with the static `message`.
                 if message.contains('\n') {
                     return Err(format!("message with a line break: {message:?}"));
+                }
+                if message.trim().len() > MAX_MESSAGE_BYTES {
+                    return Err(format!("message longer than 5 KiB: {message:?}"));
                 }
                 Ok((*message).clone())
             }
