@@ -106,6 +106,14 @@ CASES: dict[str, dict[str, Any]] = {
     },
 }
 
+CLUSTER_SCOPED_KINDS = (
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
+ADMISSION_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
 _rendered: dict[str, Rendered] = {}
 
 
@@ -160,7 +168,7 @@ def test_every_manifest_validates(case: str) -> None:
             validate(manifest.object)
         metadata = manifest.object["metadata"]
         assert metadata["labels"]["app.kubernetes.io/instance"] == "keyturn"
-        if manifest.kind not in ("ClusterRole", "ClusterRoleBinding"):
+        if manifest.kind not in CLUSTER_SCOPED_KINDS:
             assert metadata["namespace"], f"{manifest.kind} {manifest.name} has no namespace"
 
 
@@ -613,3 +621,33 @@ def test_chart_crd_loads_and_validates() -> None:
     assert [crd["metadata"]["name"] for crd in crds] == ["managedsecrets.keyturn.dev"]
     for crd in crds:
         validate(crd)
+
+
+# ---- the admission policy -------------------------------------------------------------------
+
+
+def test_admission_policy_is_the_tested_file_plus_the_chart_labels() -> None:
+    """The chart installs exactly what crds/tests/admission_policy.rs evaluates."""
+    import yaml
+
+    source = [
+        document
+        for document in yaml.safe_load_all((REPO / "helm" / "keyturn" / "files" / "admission-policy.yaml").read_text())
+        if document
+    ]
+    installed = [m.object for m in rendered("default").manifests if m.kind in ADMISSION_KINDS]
+    assert [o["kind"] for o in installed] == [o["kind"] for o in source]
+    for ours, theirs in zip(installed, source):
+        labels = ours["metadata"].pop("labels")
+        assert labels["app.kubernetes.io/instance"] == "keyturn"
+        theirs["metadata"].pop("labels", None)
+        assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"admissionPolicy": {"enabled": False}}, {"scope": "namespace"}],
+    ids=["disabled", "namespace-scoped"],
+)
+def test_admission_policy_is_left_out_when_disabled_or_namespace_scoped(values: dict) -> None:
+    assert not [m for m in render(values).manifests if m.kind in ADMISSION_KINDS]
