@@ -52,6 +52,10 @@ pub struct AccessStatus {
     /// Bindings that let subjects not listed read the Secret (or every Secret).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<AccessDrift>,
+    /// True when the operator may not list ClusterRoleBindings (a namespace-scoped install):
+    /// bindings that grant read cluster-wide are then not checked and not in `drift`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_bindings_unchecked: bool,
 }
 
 /// One binding granting read of the published Secret beyond what `spec.access` lists.

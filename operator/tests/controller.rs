@@ -998,3 +998,47 @@ async fn an_invalid_spec_gets_no_access_bindings() {
             .is_none()
     );
 }
+
+/// A namespace-scoped install may not list ClusterRoleBindings: access still works, the drift
+/// check covers the namespace, and status says the cluster-wide bindings went unchecked.
+#[tokio::test]
+async fn a_namespace_scoped_operator_reports_cluster_bindings_as_unchecked() {
+    let harness = harness().await;
+    let forbid = |path: &str| {
+        let rule = json!({"path": path, "method": "GET", "status": 403});
+        http::Request::post("/_standin/faults")
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&rule).unwrap())
+            .unwrap()
+    };
+    for path in [
+        "^/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        "^/apis/rbac.authorization.k8s.io/v1/clusterroles",
+    ] {
+        harness.client.request_text(forbid(path)).await.unwrap();
+    }
+    apply(
+        &harness,
+        &access_object("scoped", json!({"serviceAccounts": ["api"]})),
+    )
+    .await;
+    let status = wait_for(
+        &harness,
+        "access status with the cluster scope unchecked",
+        Duration::from_secs(20),
+        async || {
+            let status = status(&harness, "scoped").await;
+            (status["access"]["clusterBindingsUnchecked"] == true).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(status["access"]["roleBinding"], "scoped-keyturn-read");
+    let drift = condition(&status, "AccessDrift").expect("an AccessDrift condition");
+    assert_eq!(drift["status"], "False", "{drift}");
+    assert!(
+        binding_subjects(&harness, "scoped-keyturn-read")
+            .await
+            .is_some(),
+        "the binding is made all the same"
+    );
+}

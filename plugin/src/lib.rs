@@ -104,11 +104,14 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             Command::WhoCanRead(args) => {
                 let object = cluster.get(&args.name).await?;
                 let target = access_target(&object);
-                let grants = keyturn_operator::access::cluster::who_can_read(&cluster.client, &target)
+                let (grants, cluster_unchecked) = keyturn_operator::access::cluster::who_can_read(&cluster.client, &target)
                     .await
                     .map_err(|error| anyhow::anyhow!("{error}: who-can-read lists RoleBindings and Roles in the namespace and ClusterRoleBindings and ClusterRoles"))?;
                 let table = readers_table(&target, &grants);
                 write_output(&mut out, args.output, &grants, &table)?;
+                if cluster_unchecked {
+                    eprintln!("warning: you may not list ClusterRoleBindings and ClusterRoles, so subjects that read this Secret through them are not shown");
+                }
                 if args.output == Output::Table {
                     writeln!(out, "\n{BEYOND_RBAC}")?;
                 }

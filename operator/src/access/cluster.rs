@@ -86,8 +86,12 @@ pub async fn reconcile_access(
             0
         }
     };
+    let mut cluster_bindings_unchecked = false;
     let drift = match snapshot(client, &target.namespace).await {
-        Ok(snapshot) => Some(find_drift(target, &snapshot)),
+        Ok(snapshot) => {
+            cluster_bindings_unchecked = snapshot.cluster_scope_unchecked;
+            Some(find_drift(target, &snapshot))
+        }
         Err(error) => {
             tracing::warn!(managed_secret = %format!("{}/{}", target.namespace, target.name), %error, "access drift not checked");
             if failure.is_none() {
@@ -106,6 +110,7 @@ pub async fn reconcile_access(
             role_binding: bound.then(|| target.binding_name()),
             service_accounts: target.service_accounts.clone(),
             drift: drift.clone().unwrap_or_default(),
+            cluster_bindings_unchecked,
         },
         drift,
         failure,
@@ -239,42 +244,62 @@ where
     }
 }
 
-/// The RoleBindings and Roles of `namespace` and every ClusterRoleBinding and ClusterRole.
+/// The RoleBindings and Roles of `namespace` and every ClusterRoleBinding and ClusterRole. A
+/// namespace-scoped install has no right to list the cluster-wide ones: a 403 there leaves them
+/// out and marks the snapshot, so drift through ClusterRoleBindings is said to be unchecked
+/// instead of failing the whole check.
 async fn snapshot(client: &Client, namespace: &str) -> Result<RbacSnapshot, AccessError> {
     let params = ListParams::default();
     let list_error = |what: &str| {
         let what = what.to_owned();
         move |source| AccessError::List { what, source }
     };
+    let role_bindings = Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(list_error(&format!("RoleBindings in {namespace}")))?
+        .items;
+    let roles = Api::<Role>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(list_error(&format!("Roles in {namespace}")))?
+        .items;
+    let cluster_role_bindings = Api::<ClusterRoleBinding>::all(client.clone())
+        .list(&params)
+        .await;
+    let cluster_roles = Api::<ClusterRole>::all(client.clone()).list(&params).await;
+    if forbidden(cluster_role_bindings.as_ref().err()) || forbidden(cluster_roles.as_ref().err()) {
+        return Ok(RbacSnapshot {
+            role_bindings,
+            roles,
+            cluster_scope_unchecked: true,
+            ..RbacSnapshot::default()
+        });
+    }
     Ok(RbacSnapshot {
-        role_bindings: Api::<RoleBinding>::namespaced(client.clone(), namespace)
-            .list(&params)
-            .await
-            .map_err(list_error(&format!("RoleBindings in {namespace}")))?
-            .items,
-        roles: Api::<Role>::namespaced(client.clone(), namespace)
-            .list(&params)
-            .await
-            .map_err(list_error(&format!("Roles in {namespace}")))?
-            .items,
-        cluster_role_bindings: Api::<ClusterRoleBinding>::all(client.clone())
-            .list(&params)
-            .await
+        role_bindings,
+        roles,
+        cluster_role_bindings: cluster_role_bindings
             .map_err(list_error("ClusterRoleBindings"))?
             .items,
-        cluster_roles: Api::<ClusterRole>::all(client.clone())
-            .list(&params)
-            .await
-            .map_err(list_error("ClusterRoles"))?
-            .items,
+        cluster_roles: cluster_roles.map_err(list_error("ClusterRoles"))?.items,
+        cluster_scope_unchecked: false,
     })
 }
 
+fn forbidden(error: Option<&kube::Error>) -> bool {
+    matches!(error, Some(kube::Error::Api(status)) if status.code == 403)
+}
+
 /// Who RBAC lets read `target`'s Secret: the library call behind `kubectl keyturn who-can-read`.
+/// The second value is true when the cluster-wide bindings could not be listed (403).
 pub async fn who_can_read(
     client: &Client,
     target: &AccessTarget,
-) -> Result<Vec<super::readers::ReadGrant>, AccessError> {
+) -> Result<(Vec<super::readers::ReadGrant>, bool), AccessError> {
     let snapshot = snapshot(client, &target.namespace).await?;
-    Ok(super::readers::who_can_read(target, &snapshot))
+    Ok((
+        super::readers::who_can_read(target, &snapshot),
+        snapshot.cluster_scope_unchecked,
+    ))
 }

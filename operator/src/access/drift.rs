@@ -22,6 +22,9 @@ pub struct RbacSnapshot {
     pub cluster_role_bindings: Vec<ClusterRoleBinding>,
     pub roles: Vec<Role>,
     pub cluster_roles: Vec<ClusterRole>,
+    /// The cluster-wide objects could not be listed (a namespace-scoped install): drift through
+    /// ClusterRoleBindings is not known.
+    pub cluster_scope_unchecked: bool,
 }
 
 /// The bindings granting read of `target`'s Secret to subjects it does not list, sorted.

@@ -195,6 +195,7 @@ mod tests {
                 }]),
                 ..ClusterRole::default()
             }],
+            cluster_scope_unchecked: false,
         }
     }
 

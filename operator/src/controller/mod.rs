@@ -161,11 +161,21 @@ impl RbacTriggers {
             ),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
+        // A namespace-scoped operator may not watch cluster-wide RBAC (its install has no
+        // ClusterRole); those triggers then never fire, and status.access says drift through
+        // ClusterRoleBindings is unchecked.
+        let cluster_wide = watch_namespace.is_none();
         RbacTriggers {
             role_bindings: trigger::<RoleBinding>(role_bindings),
             roles: trigger::<Role>(roles),
-            cluster_role_bindings: trigger::<ClusterRoleBinding>(Api::all(client.clone())),
-            cluster_roles: trigger::<ClusterRole>(Api::all(client.clone())),
+            cluster_role_bindings: match cluster_wide {
+                true => trigger::<ClusterRoleBinding>(Api::all(client.clone())),
+                false => Box::pin(futures_util::stream::empty()),
+            },
+            cluster_roles: match cluster_wide {
+                true => trigger::<ClusterRole>(Api::all(client.clone())),
+                false => Box::pin(futures_util::stream::empty()),
+            },
         }
     }
 }
