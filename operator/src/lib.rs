@@ -9,6 +9,7 @@ pub mod audit_command;
 pub mod cli;
 pub mod consumers;
 pub mod controller;
+pub mod evidence;
 pub mod explain;
 pub mod http;
 pub mod leader;

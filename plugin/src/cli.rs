@@ -53,6 +53,10 @@ pub enum Command {
     /// Who RBAC lets read the published Secret, through which binding and role, and whether
     /// spec.access lists them.
     WhoCanRead(WhoCanReadArgs),
+    /// Write an evidence bundle per ManagedSecret of the namespace for auditors: policy,
+    /// rotation history with due and actual times, who can read, reads, audit records, the
+    /// chain's verification, and a SHA-256 manifest.
+    Evidence(EvidenceArgs),
     /// Check or export the audit log (the same commands as `keyturn-operator audit`). `verify`
     /// exits 0 when the log is intact, 1 when it names a bad record, 2 when it could not check.
     #[command(subcommand)]
@@ -94,6 +98,26 @@ pub struct WhoCanReadArgs {
     pub name: String,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct EvidenceArgs {
+    /// The period: records from this long ago until now (`90d`, `12h`, `1y` is `365d`).
+    #[arg(long, default_value = "90d")]
+    pub since: String,
+    /// The audit store (`sqlite:PATH` or a `postgres://` URL), opened read-only.
+    #[arg(long, env = "KEYTURN_AUDIT_STORE")]
+    pub store: String,
+    /// Directory to write the bundle to (created); default: keyturn-evidence-NAMESPACE-DATE.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A JSON file of checkpoints `[{"sequence", "hash", "time"}]` kept outside the store.
+    #[arg(long)]
+    pub checkpoints: Option<PathBuf>,
+    /// Also check the checkpoints in the ConfigMap keyturn-audit-checkpoints of this namespace
+    /// (the operator's).
+    #[arg(long)]
+    pub checkpoints_namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -130,7 +130,7 @@ pub fn table(entries: &[HistoryEntry]) -> String {
 }
 
 /// A store location without its password, for error messages.
-fn redact_url(location: &str) -> String {
+pub fn redact_url(location: &str) -> String {
     match (location.find("://"), location.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***@{}", &location[..scheme], &location[at + 1..])

@@ -116,10 +116,119 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
                     writeln!(out, "\n{BEYOND_RBAC}")?;
                 }
             }
+            Command::Evidence(args) => {
+                let summary = evidence(&cluster, &args).await?;
+                writeln!(
+                    out,
+                    "wrote evidence for {} ManagedSecrets of namespace {} ({} files); {}",
+                    summary.managed_secrets.len(),
+                    cluster.namespace,
+                    summary.files,
+                    summary.verification
+                )?;
+                if !summary.chain_valid {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
             Command::Audit(_) => unreachable!("handled before connecting"),
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Gathers each ManagedSecret of the namespace and who can read it, then writes the bundle from
+/// the store (opened read-only).
+async fn evidence(
+    cluster: &Cluster,
+    args: &cli::EvidenceArgs,
+) -> anyhow::Result<keyturn_operator::evidence::EvidenceSummary> {
+    use keyturn_operator::evidence::{EvidenceRequest, ManagedSecretEvidence, write_bundle};
+    let now = Utc::now();
+    let since = parse_since(&args.since, now)?;
+    let mut checkpoints = Vec::new();
+    if let Some(path) = &args.checkpoints {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read --checkpoints {}", path.display()))?;
+        checkpoints.extend(keyturn_operator::audit_checkpoints::parse_list(
+            &text,
+            &path.display().to_string(),
+        )?);
+    }
+    if let Some(namespace) = &args.checkpoints_namespace {
+        checkpoints.extend(
+            keyturn_operator::audit_checkpoints::read_from_cluster(&cluster.client, namespace)
+                .await?,
+        );
+    }
+    let mut managed_secrets = std::collections::BTreeMap::new();
+    for object in cluster.list(Some(&cluster.namespace)).await? {
+        let target = access_target(&object);
+        let readers =
+            match keyturn_operator::access::cluster::who_can_read(&cluster.client, &target).await {
+                Ok(readers) => Some(readers),
+                Err(error) => {
+                    eprintln!(
+                        "warning: who can read {}: {error}; access.json will not list readers",
+                        target.name
+                    );
+                    None
+                }
+            };
+        managed_secrets.insert(
+            target.name.clone(),
+            ManagedSecretEvidence { object, readers },
+        );
+    }
+    let store = keyturn_operator::audit_command::open_read_only(&args.store)
+        .await
+        .context("open the audit store --store")?;
+    let request = EvidenceRequest {
+        namespace: cluster.namespace.clone(),
+        since,
+        now,
+        out: args.out.clone().unwrap_or_else(|| {
+            std::path::PathBuf::from(format!(
+                "keyturn-evidence-{}-{}",
+                cluster.namespace,
+                now.format("%Y%m%dT%H%M%SZ")
+            ))
+        }),
+        checkpoints,
+        store_label: history::redact_url(&args.store),
+    };
+    let summary = write_bundle(&store, &request, &managed_secrets).await;
+    store.close().await;
+    Ok(summary?)
+}
+
+/// `--since`: a period back from `now` in days (`90d`), years of 365 days (`1y`), or a Go-style
+/// duration (`12h`), or an RFC 3339 instant.
+pub fn parse_since(
+    text: &str,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<chrono::DateTime<Utc>> {
+    if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(instant.with_timezone(&Utc));
+    }
+    let days = |count: &str, per: i64| {
+        count
+            .parse::<i64>()
+            .ok()
+            .and_then(|count| count.checked_mul(per))
+            .and_then(chrono::Duration::try_days)
+    };
+    let period = match (text.strip_suffix('d'), text.strip_suffix('y')) {
+        (Some(count), _) => days(count, 1),
+        (_, Some(count)) => days(count, 365),
+        _ => keyturn_core::duration::parse_duration(text)
+            .ok()
+            .and_then(|period| chrono::Duration::from_std(period).ok()),
+    };
+    period
+        .and_then(|period| now.checked_sub_signed(period))
+        .ok_or_else(|| {
+            anyhow::anyhow!("--since {text:?} is not a period (90d, 1y, 12h) or an RFC 3339 time")
+        })
 }
 
 /// A table for people, JSON or YAML for scripts.
@@ -302,6 +411,20 @@ fn as_json(object: &DynamicObject) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_takes_days_years_durations_and_instants() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |text: &str| parse_since(text, now).unwrap().to_rfc3339();
+        assert_eq!(at("90d"), "2026-08-24T12:00:00+00:00");
+        assert_eq!(at("1y"), "2025-11-22T12:00:00+00:00");
+        assert_eq!(at("12h"), "2026-11-22T00:00:00+00:00");
+        assert_eq!(at("2026-01-01T00:00:00Z"), "2026-01-01T00:00:00+00:00");
+        let error = parse_since("ninety days", now).unwrap_err().to_string();
+        assert!(error.contains("--since \"ninety days\""), "{error}");
+    }
 
     #[test]
     fn the_access_target_comes_from_the_spec_or_defaults_to_the_name() {

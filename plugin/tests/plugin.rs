@@ -381,3 +381,132 @@ async fn kubectl_finds_the_plugin() {
     let help = run(vec!["keyturn".into(), "--help".into()]);
     assert!(stdout(&help).contains("who-can-read"), "{}", stdout(&help));
 }
+
+/// `kubectl keyturn evidence`: a bundle per ManagedSecret with its policy, both rotations (due,
+/// started, completed), who can read it, its audit records and the chain's verification; the
+/// manifest checks with `sha256sum -c`; the published password appears nowhere; and a
+/// checkpoint that contradicts the store makes the verification (and the exit code) fail.
+#[tokio::test]
+async fn evidence_bundle_for_a_namespace() {
+    let Some(setup) = Setup::start("plugin-evidence").await else {
+        return;
+    };
+    let (cluster, ns) = (&setup.cluster, setup.ns());
+    ok(cluster, &["rotate", "orders", "-n", ns]).await;
+    cluster
+        .wait_for_revision(ns, "orders", 2, true, ROTATION)
+        .await;
+    let password = cluster.read_secret(ns, "orders").await.unwrap()["password"].clone();
+
+    let store = format!(
+        "sqlite:{}",
+        setup.namespace.work_dir().join("audit.db").display()
+    );
+    let out = setup.namespace.work_dir().join("evidence");
+    let out_text = out.display().to_string();
+    let said = ok(
+        cluster,
+        &[
+            "evidence", "-n", ns, "--since", "1d", "--store", &store, "--out", &out_text,
+        ],
+    )
+    .await;
+    assert!(
+        said.contains("wrote evidence for 1 ManagedSecrets"),
+        "{said}"
+    );
+    assert!(said.contains("audit log valid"), "{said}");
+
+    let read = |relative: &str| {
+        std::fs::read_to_string(out.join(relative))
+            .unwrap_or_else(|error| panic!("{relative}: {error}"))
+    };
+    let json = |relative: &str| -> Value { serde_json::from_str(&read(relative)).unwrap() };
+    let rotations = json(&format!("{ns}/orders/rotations.json"));
+    let rotations = rotations.as_array().unwrap();
+    assert_eq!(rotations.len(), 2, "{rotations:#?}");
+    assert_eq!(rotations[0]["reason"], "Initial");
+    assert_eq!(rotations[1]["reason"], "Manual");
+    for rotation in rotations {
+        assert_eq!(rotation["outcome"], "Completed", "{rotation}");
+        for field in ["dueAt", "startedAt", "completedAt", "publishedFingerprint"] {
+            assert!(rotation[field].is_string(), "{field} in {rotation}");
+        }
+        assert!(rotation["startDelaySeconds"].as_i64().unwrap() >= 0);
+    }
+    let policy = json(&format!("{ns}/orders/policy.json"));
+    assert_eq!(policy["spec"]["access"]["serviceAccounts"], json!(["api"]));
+    let access = json(&format!("{ns}/orders/access.json"));
+    assert_eq!(
+        access["whoCanRead"][0]["subject"],
+        format!("ServiceAccount/{ns}/api")
+    );
+    let records = read(&format!("{ns}/orders/audit-records.jsonl"));
+    assert!(records.lines().count() >= 14, "{records}");
+    assert_eq!(json("verification.json")["valid"], true);
+
+    let check = std::process::Command::new("sha256sum")
+        .args(["-c", "--quiet", "MANIFEST.sha256"])
+        .current_dir(&out)
+        .output()
+        .expect("run sha256sum");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    for entry in walk(&out) {
+        let text = std::fs::read_to_string(&entry).unwrap();
+        assert!(
+            !text.contains(password.as_str()),
+            "the password leaked into {}",
+            entry.display()
+        );
+    }
+
+    // A checkpoint that the store contradicts: the bundle says so and the command fails.
+    let checkpoints = setup.namespace.work_dir().join("bad-checkpoints.json");
+    std::fs::write(
+        &checkpoints,
+        json!([{"sequence": 1, "hash": "00".repeat(32), "time": "2026-01-01T00:00:00Z"}])
+            .to_string(),
+    )
+    .unwrap();
+    let tampered_out = setup.namespace.work_dir().join("evidence-bad");
+    let failed = keyturn(
+        cluster,
+        &[
+            "evidence",
+            "-n",
+            ns,
+            "--store",
+            &store,
+            "--out",
+            &tampered_out.display().to_string(),
+            "--checkpoints",
+            &checkpoints.display().to_string(),
+        ],
+    )
+    .await;
+    assert!(!failed.status.success(), "{}", stdout(&failed));
+    assert!(stdout(&failed).contains("INVALID"), "{}", stdout(&failed));
+    let verification: Value = serde_json::from_str(
+        &std::fs::read_to_string(tampered_out.join("verification.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(verification["valid"], false);
+    drop(setup.operator);
+}
+
+fn walk(directory: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(directory).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
