@@ -239,18 +239,7 @@ pub fn plan_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub fn target(accounts: &[&str]) -> AccessTarget {
-        AccessTarget {
-            namespace: "payments".into(),
-            name: "orders".into(),
-            uid: "uid-1".into(),
-            api_version: "keyturn.dev/v1alpha1".into(),
-            kind: "ManagedSecret".into(),
-            secret_name: "orders-credentials".into(),
-            service_accounts: accounts.iter().map(|account| account.to_string()).collect(),
-        }
-    }
+    use crate::access::fixtures::target;
 
     #[test]
     fn the_role_grants_get_on_exactly_the_published_secret() {

@@ -204,26 +204,10 @@ pub(super) fn subject_label(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use crate::access::fixtures::meta;
 
     fn target() -> AccessTarget {
-        AccessTarget {
-            namespace: "payments".into(),
-            name: "orders".into(),
-            uid: "uid-1".into(),
-            api_version: "keyturn.dev/v1alpha1".into(),
-            kind: "ManagedSecret".into(),
-            secret_name: "orders-credentials".into(),
-            service_accounts: vec!["api".into()],
-        }
-    }
-
-    fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
-        ObjectMeta {
-            name: Some(name.into()),
-            namespace: namespace.map(Into::into),
-            ..ObjectMeta::default()
-        }
+        crate::access::fixtures::target(&["api"])
     }
 
     fn rule(verbs: &[&str], resources: &[&str], names: Option<&[&str]>) -> PolicyRule {

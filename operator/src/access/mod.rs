@@ -33,3 +33,35 @@ impl AccessTarget {
         format!("{}-keyturn-read", self.name)
     }
 }
+
+/// Test fixtures shared by the access modules' unit tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::AccessTarget;
+
+    /// ManagedSecret `payments/orders`, publishing `orders-credentials`, listing `accounts`.
+    pub fn target(accounts: &[&str]) -> AccessTarget {
+        AccessTarget {
+            namespace: "payments".into(),
+            name: "orders".into(),
+            uid: "uid-1".into(),
+            api_version: "keyturn.dev/v1alpha1".into(),
+            kind: "ManagedSecret".into(),
+            secret_name: "orders-credentials".into(),
+            service_accounts: accounts
+                .iter()
+                .map(|account| (*account).to_owned())
+                .collect(),
+        }
+    }
+
+    pub fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: namespace.map(Into::into),
+            ..ObjectMeta::default()
+        }
+    }
+}

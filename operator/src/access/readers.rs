@@ -80,29 +80,13 @@ pub const BEYOND_RBAC: &str = "Not shown, because RBAC bindings do not express t
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::fixtures::meta;
     use k8s_openapi::api::rbac::v1::{
         ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
     };
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn target() -> AccessTarget {
-        AccessTarget {
-            namespace: "payments".into(),
-            name: "orders".into(),
-            uid: "uid-1".into(),
-            api_version: "keyturn.dev/v1alpha1".into(),
-            kind: "ManagedSecret".into(),
-            secret_name: "orders-credentials".into(),
-            service_accounts: vec!["api".into()],
-        }
-    }
-
-    fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
-        ObjectMeta {
-            name: Some(name.into()),
-            namespace: namespace.map(String::from),
-            ..ObjectMeta::default()
-        }
+        crate::access::fixtures::target(&["api"])
     }
 
     fn rule(verbs: &[&str], names: Option<&[&str]>) -> PolicyRule {
