@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The e2e suite against a real Kubernetes API server, on machines with Docker: creates a kind
 # cluster (keyturn-e2e), installs the ManagedSecret CRD, starts the backends the way
-# scripts/test.sh does, runs `cargo nextest run -p keyturn-e2e` with E2E_KUBECONFIG set, and
+# scripts/test.sh does, runs `cargo nextest run -p keyturn-e2e -p kubectl-keyturn` with E2E_KUBECONFIG set, and
 # deletes the cluster and stops the backends at exit.
 #
 #   e2e/kind.sh                      # the whole suite
@@ -126,6 +126,6 @@ info "environment written to target/test-env.sh"
 phase "cargo build (binaries)"
 run_child cargo build --workspace --bins --locked
 
-phase "cargo nextest (keyturn-e2e against kind)"
-run_child cargo nextest run -p keyturn-e2e --locked --no-fail-fast "$@"
+phase "cargo nextest (keyturn-e2e and the kubectl plugin against kind)"
+run_child cargo nextest run -p keyturn-e2e -p kubectl-keyturn --locked --no-fail-fast "$@"
 phase_end

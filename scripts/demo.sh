@@ -35,7 +35,7 @@ backends_install_traps
 
 section "Building keyturn-operator, keyturn-apiserver and the demo"
 # The demo runs the stand-in in-process; its binary is built so it can be started by hand too.
-cargo build --locked --quiet -p keyturn-operator -p keyturn-apiserver
+cargo build --locked --quiet -p keyturn-operator -p keyturn-apiserver -p kubectl-keyturn
 cargo build --locked --quiet -p keyturn-e2e --example demo
 operator="${CARGO_TARGET_DIR:-target}/debug/keyturn-operator"
 
