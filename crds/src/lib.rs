@@ -5,7 +5,9 @@ pub mod status;
 pub mod validate;
 
 pub use spec::*;
-pub use status::{ConsumerState, ConsumerStatus, ManagedSecretStatus, RotationPreview};
+pub use status::{
+    ConsumerState, ConsumerStatus, ManagedSecretStatus, ReadBy, ReadsStatus, RotationPreview,
+};
 
 use kube::CustomResourceExt;
 

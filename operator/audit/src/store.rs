@@ -369,7 +369,7 @@ impl AuditStore {
         const CALL: &str = "read_action_since";
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let err = |e| db_error(CALL, e);
-        let rows = match &self.backend {
+        match &self.backend {
             Backend::Sqlite(pool) => sqlx::query(ACTION_SQL_SQLITE)
                 .bind(action)
                 .bind(after)
@@ -392,8 +392,7 @@ impl AuditStore {
                 .iter()
                 .map(|row| record_from_row(row, CALL))
                 .collect(),
-        };
-        rows
+        }
     }
 
     /// Up to `limit` records with `sequence >= from`, in sequence order.

@@ -421,7 +421,8 @@ mod tests {
                 .ends_with("system:serviceaccount:payments:debug")
         );
         let again =
-            unexpected_reader_condition(&[set.clone()], true, &debug, later, Some(2)).unwrap();
+            unexpected_reader_condition(std::slice::from_ref(&set), true, &debug, later, Some(2))
+                .unwrap();
         assert_eq!(again.last_transition_time, first);
         let cleared = unexpected_reader_condition(&[again], true, &[], later, Some(2)).unwrap();
         assert_eq!(

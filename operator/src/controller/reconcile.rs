@@ -147,7 +147,7 @@ async fn run_lifecycle(
         context.metrics.audit_appended(decision.audit.len() as u64);
         context.metrics.set_audit_unavailable(false);
         events::publish_audit_events(context, object, &decision.audit).await;
-        let desired = desired_status(
+        let mut desired = desired_status(
             object,
             spec,
             validated,
@@ -155,6 +155,7 @@ async fn run_lifecycle(
             &consumers,
             &secret_name,
         );
+        super::reads::add_to_status(context, object, spec, &mut desired);
         match decision.action.clone() {
             PlanAction::Wait => {
                 writer
@@ -284,6 +285,7 @@ fn desired_status(
         secret_name: state.current.as_ref().map(|_| secret_name.to_owned()),
         consumers: consumers.to_vec(),
         preview: Some(preview(spec, state, due, validated.policy.ttl, secret_name)),
+        reads: object.status.reads.clone(),
     }
 }
 
