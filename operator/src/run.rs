@@ -303,3 +303,64 @@ fn redact_url(location: &str) -> String {
         _ => location.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["keyturn-operator", "run"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(args) => *args,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    fn error(extra: &[&str]) -> String {
+        match webhook_settings(&run_args(extra)) {
+            Ok(_) => panic!("accepted {extra:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn webhook_needs_tls_and_caller_authentication() {
+        assert!(webhook_settings(&run_args(&[])).unwrap().is_none());
+        let no_auth = error(&[
+            "--audit-webhook-addr=127.0.0.1:8443",
+            "--audit-webhook-tls-cert=/tls.crt",
+            "--audit-webhook-tls-key=/tls.key",
+        ]);
+        assert!(
+            no_auth.contains("--audit-webhook-client-ca")
+                && no_auth.contains("--audit-webhook-token-file"),
+            "{no_auth}"
+        );
+        let no_tls = error(&[
+            "--audit-webhook-addr=127.0.0.1:8443",
+            "--audit-webhook-token-file=/token",
+        ]);
+        assert!(no_tls.contains("--audit-webhook-tls-cert"), "{no_tls}");
+        let missing = error(&[
+            "--audit-webhook-addr=127.0.0.1:8443",
+            "--audit-webhook-tls-cert=/nonexistent/tls.crt",
+            "--audit-webhook-tls-key=/nonexistent/tls.key",
+            "--audit-webhook-token-file=/nonexistent/token",
+        ]);
+        assert!(missing.contains("/nonexistent/tls.crt"), "{missing}");
+    }
+
+    #[test]
+    fn reads_refresh_interval_defaults_to_a_minute() {
+        assert_eq!(
+            run_args(&[]).reads_refresh_interval,
+            Duration::from_secs(60)
+        );
+        let args = run_args(&["--reads-refresh-interval=15s"]);
+        assert_eq!(args.reads_refresh_interval, Duration::from_secs(15));
+    }
+}
