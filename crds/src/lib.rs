@@ -6,7 +6,8 @@ pub mod validate;
 
 pub use spec::*;
 pub use status::{
-    AccessDrift, AccessStatus, ConsumerState, ConsumerStatus, ManagedSecretStatus, RotationPreview,
+    AccessDrift, AccessStatus, ConsumerState, ConsumerStatus, ManagedSecretStatus, ReadBy,
+    ReadsStatus, RotationPreview,
 };
 
 use kube::CustomResourceExt;

@@ -33,6 +33,10 @@ pub struct ManagedSecretStatus {
     /// grants found beside them. Absent when `spec.access` is not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessStatus>,
+    /// Reads of the Secret recorded through the Kubernetes audit webhook (absent while the
+    /// webhook is not enabled on the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<ReadsStatus>,
 }
 
 /// The access keyturn grants to the published Secret and the drift it found.
@@ -71,6 +75,32 @@ pub struct AccessDrift {
     pub subjects: Vec<String>,
     /// The read verbs granted on Secrets: `get`, `list`, `watch` or `*`.
     pub verbs: Vec<String>,
+}
+
+/// Who read the Secret, from the audit log.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadsStatus {
+    /// The newest allowed read of the published or staging Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_read_by: Option<ReadBy>,
+    /// Allowed reads in the current hour and the 23 before it.
+    #[serde(default)]
+    pub reads_last24h: u64,
+    /// Service accounts not allowed by spec.access that read the Secret in the last 24 hours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unexpected_readers: Vec<String>,
+}
+
+/// One read: who, how and when.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadBy {
+    /// The Kubernetes username, e.g. `system:serviceaccount:payments:orders-api`.
+    pub user: String,
+    /// `get`, `list` or `watch`.
+    pub verb: String,
+    pub time: chrono::DateTime<chrono::Utc>,
 }
 
 /// One consuming workload and where its restart stands.

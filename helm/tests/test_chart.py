@@ -651,3 +651,11 @@ def test_admission_policy_is_the_tested_file_plus_the_chart_labels() -> None:
 )
 def test_admission_policy_is_left_out_when_disabled_or_namespace_scoped(values: dict) -> None:
     assert not [m for m in render(values).manifests if m.kind in ADMISSION_KINDS]
+
+
+def test_audit_webhook_examples_in_the_chart_match_docs() -> None:
+    """The audit policy and webhook kubeconfig shipped in files/ are the documented, tested ones."""
+    for name in ("audit-policy.yaml", "audit-webhook-kubeconfig.yaml"):
+        chart_copy = (REPO / "helm" / "keyturn" / "files" / name).read_text()
+        documented = (REPO / "docs" / "examples" / name).read_text()
+        assert chart_copy == documented, f"helm/keyturn/files/{name} differs from docs/examples/{name}: copy it"

@@ -98,6 +98,39 @@ def test_the_operator_accepts_the_rendered_values(case: str, tmp_path: Path) -> 
     # rendered values are still checked for their form.
     assert environment["KEYTURN_HTTP_ADDR"] == "0.0.0.0:8080"
     environment["KEYTURN_HTTP_ADDR"] = "127.0.0.1:0"
+    # The webhook's certificate, client CA and token are files in mounted Secrets: the operator
+    # reads them at start, so they are made here (a throwaway self-signed certificate) in place
+    # of the mount paths, which must be under the pod's mounts.
+    mounts = [
+        mount["mountPath"]
+        for mount in render(COMBINATIONS[case]).one("Deployment")["spec"]["template"]["spec"][
+            "containers"
+        ][0].get("volumeMounts", [])
+    ]
+    webhook_files = {
+        name: value
+        for name, value in environment.items()
+        if name.startswith("KEYTURN_AUDIT_WEBHOOK_") and name != "KEYTURN_AUDIT_WEBHOOK_ADDR"
+    }
+    if webhook_files:
+        certificate, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-subj", "/CN=keyturn-audit", "-days", "1",
+             "-keyout", str(key), "-out", str(certificate)],
+            check=True, capture_output=True,
+        )
+        (tmp_path / "token").write_text("a-token-for-the-test\n")
+        made = {
+            "KEYTURN_AUDIT_WEBHOOK_TLS_CERT": certificate,
+            "KEYTURN_AUDIT_WEBHOOK_TLS_KEY": key,
+            "KEYTURN_AUDIT_WEBHOOK_CLIENT_CA": certificate,
+            "KEYTURN_AUDIT_WEBHOOK_TOKEN_FILE": tmp_path / "token",
+        }
+        for name, path in webhook_files.items():
+            assert any(path.startswith(mount + "/") for mount in mounts), (name, path, mounts)
+            environment[name] = str(made[name])
+        environment["KEYTURN_AUDIT_WEBHOOK_ADDR"] = "127.0.0.1:0"
     if environment["KEYTURN_AUDIT_STORE"].startswith("sqlite:"):
         assert environment["KEYTURN_AUDIT_STORE"] == "sqlite:/var/lib/keyturn/audit.db"
         environment["KEYTURN_AUDIT_STORE"] = f"sqlite:{tmp_path / 'audit.db'}"

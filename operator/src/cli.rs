@@ -30,7 +30,7 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Run the controller: reconcile ManagedSecrets in the cluster of the current kubeconfig
     /// (or the in-cluster service account) until SIGTERM or SIGINT.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check or export the audit log (for auditors). Opens the store read-only. `verify`
     /// exits 0 when the log is intact, 1 when it names a bad record, 2 when it could not check.
     #[command(subcommand)]
@@ -156,6 +156,36 @@ pub struct RunArgs {
     /// `keyturn-audit-checkpoints` in the lease namespace (also once when it starts leading).
     #[arg(long, env = "KEYTURN_AUDIT_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration_arg)]
     pub audit_checkpoint_interval: Duration,
+
+    /// Address of the HTTPS audit webhook (`POST /audit/events`) that records reads of managed
+    /// Secrets from the API server's audit log; unset: the webhook is disabled. Needs
+    /// --audit-webhook-tls-cert/--audit-webhook-tls-key and at least one of
+    /// --audit-webhook-client-ca and --audit-webhook-token-file.
+    #[arg(long, env = "KEYTURN_AUDIT_WEBHOOK_ADDR")]
+    pub audit_webhook_addr: Option<SocketAddr>,
+
+    /// PEM certificate (chain) the audit webhook serves; the webhook only speaks TLS.
+    #[arg(long, env = "KEYTURN_AUDIT_WEBHOOK_TLS_CERT")]
+    pub audit_webhook_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --audit-webhook-tls-cert.
+    #[arg(long, env = "KEYTURN_AUDIT_WEBHOOK_TLS_KEY")]
+    pub audit_webhook_tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates: callers of the audit webhook must present a client certificate
+    /// signed by one of them (mTLS); others are refused during the TLS handshake.
+    #[arg(long, env = "KEYTURN_AUDIT_WEBHOOK_CLIENT_CA")]
+    pub audit_webhook_client_ca: Option<PathBuf>,
+
+    /// File holding the token callers of the audit webhook must send as
+    /// `Authorization: Bearer <token>` (compared in constant time; read at start).
+    #[arg(long, env = "KEYTURN_AUDIT_WEBHOOK_TOKEN_FILE")]
+    pub audit_webhook_token_file: Option<PathBuf>,
+
+    /// How often the leader reads new read records from the audit store to update
+    /// `status.reads` and the `UnexpectedReader` condition (only with the audit webhook).
+    #[arg(long, env = "KEYTURN_READS_REFRESH_INTERVAL", default_value = "60s", value_parser = parse_duration_arg)]
+    pub reads_refresh_interval: Duration,
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {

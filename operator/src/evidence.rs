@@ -18,11 +18,10 @@ use sha2::{Digest, Sha256};
 
 use crate::access::readers::{BEYOND_RBAC, ReadGrant};
 use crate::audit_command::{VerifyOutcome, verify_store};
+use crate::reads::record::READ_ACTION;
 
 /// Records read per page from the store.
 const PAGE: u32 = 10_000;
-/// The audit action of a Secret read recorded from the API server's audit webhook.
-pub const SECRET_READ_ACTION: &str = "SecretRead";
 
 /// What the caller gathered from the cluster for one ManagedSecret.
 #[derive(Debug, Clone)]
@@ -144,7 +143,7 @@ pub async fn write_bundle(
         files.json(&format!("{directory}/access.json"), &access(evidence))?;
         let reads: Vec<Value> = own
             .iter()
-            .filter(|record| record.action == SECRET_READ_ACTION)
+            .filter(|record| record.action == READ_ACTION)
             .map(|record| record_json(record))
             .collect();
         files.json(&format!("{directory}/reads.json"), &reads)?;

@@ -15,4 +15,5 @@ pub mod http;
 pub mod leader;
 pub mod logging;
 pub mod metrics;
+pub mod reads;
 pub mod run;

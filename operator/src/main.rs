@@ -13,7 +13,7 @@ fn main() -> ExitCode {
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
         cli::Command::Explain(args) => explain::run(&args),
-        cli::Command::Run(args) => keyturn_operator::run::run(args),
+        cli::Command::Run(args) => keyturn_operator::run::run(*args),
         cli::Command::Audit(command) => match keyturn_operator::audit_command::run(command) {
             // A bad record was named on standard output: exit 1 without a second message.
             Ok(false) => return ExitCode::FAILURE,

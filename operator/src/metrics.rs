@@ -66,6 +66,16 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CodeLabels {
+    code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
 }
@@ -92,6 +102,9 @@ pub struct Metrics {
     audit_records: Counter,
     consumer_restarts: Family<KindLabels, Counter>,
     leader: Gauge,
+    secret_reads: Family<DecisionLabels, Counter>,
+    unexpected_readers: Family<ObjectLabels, Gauge>,
+    audit_webhook_requests: Family<CodeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -175,8 +188,29 @@ impl Metrics {
             "1 while this replica holds the leader lease, else 0",
             leader.clone(),
         );
+        let secret_reads = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "keyturn_secret_reads",
+            "Reads of managed Secrets recorded from the audit webhook (one per Secret covered), by authorization decision (allow, forbid, unknown)",
+            secret_reads.clone(),
+        );
+        let unexpected_readers = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "keyturn_unexpected_readers",
+            "Service accounts outside spec.access that read a ManagedSecret's Secret in the last 24 hours; a series exists only while there are some",
+            unexpected_readers.clone(),
+        );
+        let audit_webhook_requests = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "keyturn_audit_webhook_requests",
+            "Requests to the audit webhook, by HTTP status code (handshake_failed: TLS refused)",
+            audit_webhook_requests.clone(),
+        );
         Self {
             registry,
+            secret_reads,
+            unexpected_readers,
+            audit_webhook_requests,
             rotations,
             rotation_failures,
             rotation_steps,
@@ -247,6 +281,7 @@ impl Metrics {
         };
         self.credential_expiry.remove(&labels);
         self.next_rotation.remove(&labels);
+        self.unexpected_readers.remove(&labels);
     }
 
     /// Records one reconcile's duration in `keyturn_reconcile_duration_seconds{outcome}`.
@@ -281,6 +316,44 @@ impl Metrics {
         self.consumer_restarts
             .get_or_create(&KindLabels {
                 kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one recorded read in `keyturn_secret_reads_total{decision}`; `outcome` is the
+    /// record's (`Allowed`, `Denied`, anything else is `unknown`).
+    pub fn secret_read(&self, outcome: &str) {
+        let decision = match outcome {
+            "Allowed" => "allow",
+            "Denied" => "forbid",
+            _ => "unknown",
+        };
+        self.secret_reads
+            .get_or_create(&DecisionLabels { decision })
+            .inc();
+    }
+
+    /// Sets `keyturn_unexpected_readers{namespace,name}`; 0 removes the series, so the family
+    /// only holds ManagedSecrets that have unexpected readers.
+    pub fn set_unexpected_readers(&self, namespace: &str, name: &str, count: usize) {
+        let labels = ObjectLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        if count == 0 {
+            self.unexpected_readers.remove(&labels);
+        } else {
+            self.unexpected_readers
+                .get_or_create(&labels)
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts one answer of the audit webhook in `keyturn_audit_webhook_requests_total{code}`.
+    pub fn audit_webhook_request(&self, code: &str) {
+        self.audit_webhook_requests
+            .get_or_create(&CodeLabels {
+                code: code.to_owned(),
             })
             .inc();
     }

@@ -20,6 +20,10 @@ use crate::http::{self, HttpState, Readiness};
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::logging::{self, LogFormat};
 use crate::metrics::Metrics;
+use crate::reads::auth::{AuthError, BearerToken, TlsFiles};
+use crate::reads::index::SecretIndex;
+use crate::reads::summary::ReadSummaries;
+use crate::reads::webhook::{self, WebhookState};
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Rotators and kube use rustls without choosing a provider; the process picks ring once.
@@ -38,6 +42,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
 async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     let crash_point = CrashPoint::from_environment().map_err(anyhow::Error::msg)?;
+    // Misconfigured webhook flags stop the process before it touches anything.
+    let webhook_settings = webhook_settings(&args)?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::default();
@@ -64,14 +70,52 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             redact_url(&args.audit_store)
         )
     })?;
-    let context = Arc::new(Context::new(
+    let mut context = Context::new(
         client.clone(),
         RotatorRegistry::new(),
-        AuditSink::new(store),
+        AuditSink::new(store.clone()),
         metrics.clone(),
         &identity,
         crash_point,
-    ));
+    );
+    let mut reads_summaries = None;
+    let mut webhook_task = None;
+    let mut index_task = None;
+    if let Some((address, settings)) = webhook_settings {
+        let index = SecretIndex::default();
+        index_task = Some(tokio::spawn(crate::reads::index::run(
+            client.clone(),
+            args.watch_namespace.clone(),
+            index.clone(),
+        )));
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("bind --audit-webhook-addr {address}"))?;
+        let state = WebhookState {
+            store: store.clone(),
+            index,
+            token: settings.token,
+            metrics: metrics.clone(),
+            max_body_bytes: webhook::MAX_BODY_BYTES,
+        };
+        webhook_task = Some(tokio::spawn(webhook::serve(
+            listener,
+            settings.tls,
+            state,
+            stopped(stop.clone()),
+        )));
+        let own_identity = std::fs::read_to_string(crate::reads::SERVICE_ACCOUNT_TOKEN)
+            .ok()
+            .and_then(|token| crate::reads::own_identity(&token));
+        tracing::info!(
+            own_identity = own_identity.as_deref().unwrap_or("unknown"),
+            "recording reads of managed Secrets from the audit webhook"
+        );
+        let summaries = Arc::new(ReadSummaries::new(own_identity));
+        context = context.with_reads(summaries.clone());
+        reads_summaries = Some(summaries);
+    }
+    let context = Arc::new(context);
     if crash_point.is_some() {
         tracing::warn!(
             "KEYTURN_TEST_CRASH_POINT is set: this process will abort on purpose (tests only)"
@@ -114,10 +158,24 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         stopped(stop.clone()),
     ));
 
-    let controller = controller::run(
+    // Reads summaries only while leading: the controller is the only writer of status.
+    let (trigger_sender, trigger_receiver) = tokio::sync::mpsc::unbounded_channel();
+    let summaries_task = reads_summaries.map(|summaries| {
+        tokio::spawn(crate::reads::summary::run(
+            summaries,
+            store.clone(),
+            args.reads_refresh_interval,
+            trigger_sender,
+        ))
+    });
+    let triggers = futures_util::stream::unfold(trigger_receiver, |mut receiver| async move {
+        receiver.recv().await.map(|object| (object, receiver))
+    });
+    let controller = controller::run_with_triggers(
         context.clone(),
         args.watch_namespace.as_deref(),
         args.concurrency,
+        triggers,
         stopped(stop.clone()),
     );
     let grace = args.shutdown_grace;
@@ -140,11 +198,56 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             .ok();
     }
     checkpoints.abort();
+    if let Some(task) = summaries_task {
+        task.abort();
+    }
+    if let Some(task) = index_task {
+        task.abort();
+    }
+    // The webhook stops accepting on the stop signal and finishes its requests in flight
+    // (each answered only after its append committed) before the store closes.
+    if let Some(task) = webhook_task {
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    }
     metrics.set_leader(false);
     signals.abort();
     context.audit.store().close().await;
     http_task.abort();
     outcome
+}
+
+/// What the audit webhook serves with.
+struct WebhookSettings {
+    tls: Arc<rustls::ServerConfig>,
+    token: Option<BearerToken>,
+}
+
+/// The audit webhook's address and settings, `None` when --audit-webhook-addr is unset. TLS is
+/// mandatory, and so is caller authentication: mTLS, a bearer token, or both.
+fn webhook_settings(
+    args: &RunArgs,
+) -> anyhow::Result<Option<(std::net::SocketAddr, WebhookSettings)>> {
+    let Some(address) = args.audit_webhook_addr else {
+        return Ok(None);
+    };
+    if args.audit_webhook_client_ca.is_none() && args.audit_webhook_token_file.is_none() {
+        return Err(AuthError::NoAuthentication.into());
+    }
+    let (Some(cert), Some(key)) = (&args.audit_webhook_tls_cert, &args.audit_webhook_tls_key)
+    else {
+        return Err(AuthError::NoServingCertificate.into());
+    };
+    let tls = crate::reads::auth::server_config(&TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: args.audit_webhook_client_ca.clone(),
+    })?;
+    let token = args
+        .audit_webhook_token_file
+        .as_deref()
+        .map(BearerToken::from_file)
+        .transpose()?;
+    Ok(Some((address, WebhookSettings { tls, token })))
 }
 
 /// Resolves once `stop` turns true.
@@ -198,5 +301,66 @@ fn redact_url(location: &str) -> String {
             format!("{}://***{}", &location[..scheme_end], &location[at..])
         }
         _ => location.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["keyturn-operator", "run"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(args) => *args,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    fn error(extra: &[&str]) -> String {
+        match webhook_settings(&run_args(extra)) {
+            Ok(_) => panic!("accepted {extra:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn webhook_needs_tls_and_caller_authentication() {
+        assert!(webhook_settings(&run_args(&[])).unwrap().is_none());
+        let no_auth = error(&[
+            "--audit-webhook-addr=127.0.0.1:8443",
+            "--audit-webhook-tls-cert=/tls.crt",
+            "--audit-webhook-tls-key=/tls.key",
+        ]);
+        assert!(
+            no_auth.contains("--audit-webhook-client-ca")
+                && no_auth.contains("--audit-webhook-token-file"),
+            "{no_auth}"
+        );
+        let no_tls = error(&[
+            "--audit-webhook-addr=127.0.0.1:8443",
+            "--audit-webhook-token-file=/token",
+        ]);
+        assert!(no_tls.contains("--audit-webhook-tls-cert"), "{no_tls}");
+        let missing = error(&[
+            "--audit-webhook-addr=127.0.0.1:8443",
+            "--audit-webhook-tls-cert=/nonexistent/tls.crt",
+            "--audit-webhook-tls-key=/nonexistent/tls.key",
+            "--audit-webhook-token-file=/nonexistent/token",
+        ]);
+        assert!(missing.contains("/nonexistent/tls.crt"), "{missing}");
+    }
+
+    #[test]
+    fn reads_refresh_interval_defaults_to_a_minute() {
+        assert_eq!(
+            run_args(&[]).reads_refresh_interval,
+            Duration::from_secs(60)
+        );
+        let args = run_args(&["--reads-refresh-interval=15s"]);
+        assert_eq!(args.reads_refresh_interval, Duration::from_secs(15));
     }
 }

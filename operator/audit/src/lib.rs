@@ -12,5 +12,5 @@ pub mod store;
 pub mod verify;
 
 pub use record::{AuditEntry, AuditRecord, EntryError, GENESIS_HASH};
-pub use store::{AuditStore, StoreError};
+pub use store::{AuditStore, KeyedAppend, KeyedEntries, StoreError};
 pub use verify::{Checkpoint, Verifier, VerifyError, VerifySummary, verify};

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -294,6 +294,107 @@ impl AuditStore {
         }
     }
 
+    /// Appends each group of entries whose key was never appended before, as one transaction
+    /// (all or nothing), and remembers the keys in the same transaction. Groups whose key is
+    /// already stored, or repeated earlier in `batch`, are skipped. This is what makes a retried
+    /// batch (the Kubernetes API server retries a webhook batch it got no 2xx for) add nothing:
+    /// the check runs under the chain's write lock, so it holds across tasks, replicas and
+    /// restarts, for every key ever appended. Groups with no entries are skipped.
+    pub async fn append_batch_once(
+        &self,
+        batch: &[KeyedEntries],
+    ) -> Result<KeyedAppend, StoreError> {
+        const CALL: &str = "append_batch_once";
+        let mut index = 0;
+        for group in batch {
+            for entry in &group.entries {
+                entry
+                    .validate()
+                    .map_err(|source| StoreError::InvalidEntry {
+                        call: CALL,
+                        index,
+                        source,
+                    })?;
+                index += 1;
+            }
+            if group.key.len() > crate::record::MAX_FIELD_LEN {
+                return Err(StoreError::InvalidEntry {
+                    call: CALL,
+                    index,
+                    source: EntryError::FieldTooLong {
+                        field: "key",
+                        len: group.key.len(),
+                    },
+                });
+            }
+        }
+        let batch: Vec<&KeyedEntries> = batch
+            .iter()
+            .filter(|group| !group.entries.is_empty())
+            .collect();
+        if batch.is_empty() {
+            return Ok(KeyedAppend::default());
+        }
+        let err = |e| db_error(CALL, e);
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+                let appended = keyed_insert::<sqlx::Sqlite>(&mut tx, &batch, CALL).await?;
+                tx.commit().await.map_err(err)?;
+                Ok(appended)
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(err)?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(POSTGRES_APPEND_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                let appended = keyed_insert::<sqlx::Postgres>(&mut tx, &batch, CALL).await?;
+                tx.commit().await.map_err(err)?;
+                Ok(appended)
+            }
+        }
+    }
+
+    /// Up to `limit` records of `action` with `sequence > after` and `time >= since`, in
+    /// sequence order: what a reader of one kind of record (e.g. reads summaries) pages through.
+    pub async fn read_action_since(
+        &self,
+        action: &str,
+        after: u64,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        const CALL: &str = "read_action_since";
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let err = |e| db_error(CALL, e);
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlx::query(ACTION_SQL_SQLITE)
+                .bind(action)
+                .bind(after)
+                .bind(since.timestamp())
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(err)?
+                .iter()
+                .map(|row| record_from_row(row, CALL))
+                .collect(),
+            Backend::Postgres(pool) => sqlx::query(ACTION_SQL_POSTGRES)
+                .bind(action)
+                .bind(after)
+                .bind(since.timestamp())
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(err)?
+                .iter()
+                .map(|row| record_from_row(row, CALL))
+                .collect(),
+        }
+    }
+
     /// Up to `limit` records with `sequence >= from`, in sequence order.
     pub async fn read_range(&self, from: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
         const CALL: &str = "read_range";
@@ -378,6 +479,104 @@ const RANGE_SQL_SQLITE: &str = "SELECT sequence, time_unix, actor, action, names
 const RANGE_SQL_POSTGRES: &str = "SELECT sequence, time_unix, actor, action, namespace, \
      managed_secret, rotation_id, step, fingerprint, outcome, details, previous_hash, hash \
      FROM audit_records WHERE sequence >= $1 ORDER BY sequence LIMIT $2";
+
+const ACTION_SQL_SQLITE: &str = "SELECT sequence, time_unix, actor, action, namespace, \
+     managed_secret, rotation_id, step, fingerprint, outcome, details, previous_hash, hash \
+     FROM audit_records WHERE action = ?1 AND sequence > ?2 AND time_unix >= ?3 \
+     ORDER BY sequence LIMIT ?4";
+const ACTION_SQL_POSTGRES: &str = "SELECT sequence, time_unix, actor, action, namespace, \
+     managed_secret, rotation_id, step, fingerprint, outcome, details, previous_hash, hash \
+     FROM audit_records WHERE action = $1 AND sequence > $2 AND time_unix >= $3 \
+     ORDER BY sequence LIMIT $4";
+
+/// A group of entries appended at most once: `key` names what they record (e.g. the auditID
+/// of a Kubernetes audit event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedEntries {
+    pub key: String,
+    pub entries: Vec<AuditEntry>,
+}
+
+/// What [`AuditStore::append_batch_once`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyedAppend {
+    /// The records written, in order.
+    pub records: Vec<AuditRecord>,
+    /// Groups skipped because their key was already appended (or repeated in the batch).
+    pub duplicate_keys: usize,
+}
+
+/// Keys per `IN (...)` lookup and rows per key insert.
+const KEYS_PER_STATEMENT: usize = 500;
+
+/// Drops the groups whose key is stored or repeated, then chains and inserts the rest and their
+/// keys, inside the caller's transaction (which holds the write lock and commits).
+async fn keyed_insert<DB>(
+    connection: &mut DB::Connection,
+    batch: &[&KeyedEntries],
+    call: &'static str,
+) -> Result<KeyedAppend, StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    for<'q> i64: sqlx::Decode<'q, DB> + sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Vec<u8>: sqlx::Decode<'q, DB> + sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let err = |e| db_error(call, e);
+    let mut stored = std::collections::HashSet::new();
+    for chunk in batch.chunks(KEYS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<DB>::new("SELECT key FROM audit_append_keys WHERE key IN (");
+        let mut separated = qb.separated(", ");
+        for group in chunk {
+            separated.push_bind(group.key.as_str());
+        }
+        qb.push(")");
+        for row in qb.build().fetch_all(&mut *connection).await.map_err(err)? {
+            let key: String = row.try_get(0).map_err(err)?;
+            stored.insert(key);
+        }
+    }
+    let mut fresh: Vec<&KeyedEntries> = Vec::with_capacity(batch.len());
+    let mut duplicate_keys = 0;
+    for group in batch {
+        // `insert` is false for a stored key and for one seen earlier in this batch.
+        if stored.insert(group.key.clone()) {
+            fresh.push(group);
+        } else {
+            duplicate_keys += 1;
+        }
+    }
+    let entries: Vec<AuditEntry> = fresh
+        .iter()
+        .flat_map(|group| group.entries.iter().cloned())
+        .collect();
+    let records = chain_and_insert::<DB>(connection, &entries, call).await?;
+    // The first record of each group, to say where a key's records start.
+    let mut firsts = Vec::with_capacity(fresh.len());
+    let mut position = 0;
+    for group in &fresh {
+        if let Some(record) = records.get(position) {
+            firsts.push((group.key.as_str(), record.sequence as i64));
+        }
+        position += group.entries.len();
+    }
+    for chunk in firsts.chunks(KEYS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<DB>::new("INSERT INTO audit_append_keys (key, sequence) ");
+        qb.push_values(chunk, |mut b, (key, sequence)| {
+            b.push_bind(*key).push_bind(*sequence);
+        });
+        qb.build().execute(&mut *connection).await.map_err(err)?;
+    }
+    Ok(KeyedAppend {
+        records,
+        duplicate_keys,
+    })
+}
 
 fn insert_prefix() -> String {
     format!("INSERT INTO audit_records ({COLUMNS}) ")

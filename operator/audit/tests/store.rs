@@ -7,7 +7,9 @@ use std::io::BufRead;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::DateTime;
-use keyturn_audit::{AuditEntry, AuditRecord, AuditStore, Checkpoint, StoreError, VerifyError};
+use keyturn_audit::{
+    AuditEntry, AuditRecord, AuditStore, Checkpoint, KeyedEntries, StoreError, VerifyError,
+};
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, Executor};
 
@@ -576,7 +578,8 @@ async fn postgres_role_with_insert_and_select_only_cannot_change_records() {
         .execute(sqlx::AssertSqlSafe(format!(
             "CREATE ROLE {role} LOGIN PASSWORD '{password}';
              GRANT USAGE ON SCHEMA {schema} TO {role};
-             GRANT SELECT, INSERT ON {schema}.audit_records TO {role};",
+             GRANT SELECT, INSERT ON {schema}.audit_records TO {role};
+             GRANT SELECT, INSERT ON {schema}.audit_append_keys TO {role};",
             schema = pg.schema
         )))
         .await
@@ -587,7 +590,28 @@ async fn postgres_role_with_insert_and_select_only_cannot_change_records() {
         .unwrap();
     let appended = writer.append_batch(&entries(3..6)).await.unwrap();
     assert_eq!(appended[2].sequence, 6);
-    assert_eq!(writer.verify(&[]).await.unwrap().unwrap().records, 6);
+    let keyed = [KeyedEntries {
+        key: "role-key".into(),
+        entries: entries(6..7),
+    }];
+    assert_eq!(
+        writer
+            .append_batch_once(&keyed)
+            .await
+            .unwrap()
+            .records
+            .len(),
+        1
+    );
+    assert_eq!(
+        writer
+            .append_batch_once(&keyed)
+            .await
+            .unwrap()
+            .duplicate_keys,
+        1
+    );
+    assert_eq!(writer.verify(&[]).await.unwrap().unwrap().records, 7);
 
     let mut as_role = sqlx::PgConnection::connect_with(&pg.options(&url))
         .await
@@ -597,6 +621,7 @@ async fn postgres_role_with_insert_and_select_only_cannot_change_records() {
         .unwrap();
     for sql in [
         "UPDATE audit_records SET details = 'x' WHERE sequence = 2",
+        "DELETE FROM audit_append_keys",
         "DELETE FROM audit_records WHERE sequence = 3",
         "TRUNCATE audit_records",
     ] {
@@ -605,11 +630,15 @@ async fn postgres_role_with_insert_and_select_only_cannot_change_records() {
             err.to_string().contains("permission denied"),
             "{sql}: {err}"
         );
-        // Even the superuser is stopped by the trigger (until it disables it).
+        // Even the superuser is stopped by the trigger (until it disables it); the keys table
+        // has no trigger (deleting a key only allows a duplicate, see the migration).
+        if sql.contains("audit_append_keys") {
+            continue;
+        }
         let err = as_superuser.execute(sql).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
-    assert_eq!(owner.verify(&[]).await.unwrap().unwrap().records, 6);
+    assert_eq!(owner.verify(&[]).await.unwrap().unwrap().records, 7);
 
     as_role.close().await.unwrap();
     as_superuser.close().await.unwrap();
@@ -777,4 +806,100 @@ async fn sqlite_read_only_open_verifies_without_writing() {
     let missing = db.path.with_file_name("missing.db");
     assert!(AuditStore::open_sqlite_read_only(&missing).await.is_err());
     assert!(!missing.exists());
+}
+
+// ---------------------------------------------------------------- idempotent appends
+
+fn keyed(key: &str, range: std::ops::Range<u64>) -> KeyedEntries {
+    KeyedEntries {
+        key: key.into(),
+        entries: entries(range),
+    }
+}
+
+/// A retried batch adds nothing, a partly new one adds only its new keys, a key repeated inside
+/// one batch counts once, and the chain stays one chain; `read_action_since` pages by action,
+/// sequence and time.
+async fn keyed_appends_are_idempotent(store: &AuditStore) {
+    store.append_batch(&entries(0..2)).await.unwrap();
+    let first = store
+        .append_batch_once(&[keyed("a", 2..4), keyed("b", 4..5), keyed("a", 5..6)])
+        .await
+        .unwrap();
+    assert_eq!(first.records.len(), 3);
+    assert_eq!(first.duplicate_keys, 1);
+    assert_eq!(first.records[0].sequence, 3);
+    let retried = store
+        .append_batch_once(&[keyed("a", 2..4), keyed("b", 4..5)])
+        .await
+        .unwrap();
+    assert_eq!(
+        retried,
+        keyturn_audit::KeyedAppend {
+            records: vec![],
+            duplicate_keys: 2
+        }
+    );
+    let mixed = store
+        .append_batch_once(&[keyed("b", 4..5), keyed("c", 6..8), keyed("empty", 0..0)])
+        .await
+        .unwrap();
+    assert_eq!(mixed.records.len(), 2);
+    assert_eq!(mixed.records[0].previous_hash, first.records[2].hash);
+    // Many keys: more than one lookup statement.
+    let many: Vec<KeyedEntries> = (0..1200)
+        .map(|n| keyed(&format!("k{n}"), n..n + 1))
+        .collect();
+    assert_eq!(
+        store.append_batch_once(&many).await.unwrap().records.len(),
+        1200
+    );
+    assert_eq!(
+        store.append_batch_once(&many).await.unwrap().duplicate_keys,
+        1200
+    );
+    assert_eq!(
+        store.verify(&[]).await.unwrap().unwrap().records,
+        2 + 3 + 2 + 1200
+    );
+
+    let mut read = entry(9000);
+    read.action = "SecretRead".into();
+    read.time = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let mut old_read = read.clone();
+    old_read.time = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    store
+        .append_batch(&[read.clone(), old_read, read.clone(), read])
+        .await
+        .unwrap();
+    let since = DateTime::from_timestamp(1_750_000_000, 0).unwrap();
+    let reads = store
+        .read_action_since("SecretRead", 0, since, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        reads.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        [1208, 1210, 1211]
+    );
+    let page = store
+        .read_action_since("SecretRead", 1208, since, 1)
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|r| r.sequence).collect::<Vec<_>>(), [1210]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_keyed_appends_are_idempotent() {
+    let db = sqlite().await;
+    keyed_appends_are_idempotent(&db.store).await;
+    db.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_keyed_appends_are_idempotent() {
+    let Some(pg) = Pg::new().await else { return };
+    let store = pg.store().await;
+    keyed_appends_are_idempotent(&store).await;
+    store.close().await;
+    pg.drop().await;
 }

@@ -233,6 +233,53 @@ pub fn stalled_for_invalid_spec(
     conditions
 }
 
+/// Condition type set from the reads the audit webhook recorded (`crate::reads`).
+pub const UNEXPECTED_READER: &str = "UnexpectedReader";
+
+/// The `UnexpectedReader` condition to store in place of the previous one: True (reason
+/// `UnexpectedReader`) while service accounts not allowed by `spec.access` read the Secret in the
+/// last 24 hours, naming them; False (`OnlyExpectedReaders`) otherwise. `None` removes it: the
+/// ManagedSecret has no `spec.access`, so no reader can be unexpected.
+pub fn unexpected_reader_condition(
+    previous: &[Condition],
+    access_declared: bool,
+    unexpected: &[String],
+    now: DateTime<Utc>,
+    observed_generation: Option<i64>,
+) -> Option<Condition> {
+    if !access_declared {
+        return None;
+    }
+    let context = ConditionContext {
+        now,
+        observed_generation,
+        paused: false,
+        held: None,
+        pending_manual_request: None,
+    };
+    let draft = if unexpected.is_empty() {
+        draft(
+            false,
+            "OnlyExpectedReaders",
+            format!(
+                "no service account outside spec.access read the Secret in the last {} hours",
+                crate::reads::WINDOW_HOURS
+            ),
+        )
+    } else {
+        draft(
+            true,
+            "UnexpectedReader",
+            format!(
+                "service accounts not in spec.access read the Secret in the last {} hours: {}",
+                crate::reads::WINDOW_HOURS,
+                unexpected.join(", ")
+            ),
+        )
+    };
+    Some(finish(previous, UNEXPECTED_READER, draft, &context))
+}
+
 /// Turns a failure category such as `permission_denied` or `rate limited` into a valid
 /// PascalCase condition reason (`PermissionDenied`, `RateLimited`).
 pub fn reason_from_category(category: &str) -> String {
@@ -353,5 +400,38 @@ mod tests {
         assert_eq!(conditions[1].type_, STALLED);
         assert_eq!(conditions[1].reason, REASON_INVALID_SPEC);
         assert_eq!(conditions[1].observed_generation, Some(2));
+    }
+
+    #[test]
+    fn unexpected_reader_keeps_its_transition_time_while_unchanged() {
+        let first: DateTime<Utc> = "2026-11-22T08:00:00Z".parse().unwrap();
+        let later: DateTime<Utc> = "2026-11-22T09:00:00Z".parse().unwrap();
+        assert_eq!(
+            unexpected_reader_condition(&[], false, &[], first, Some(1)),
+            None
+        );
+        let debug = vec!["system:serviceaccount:payments:debug".to_owned()];
+        let set = unexpected_reader_condition(&[], true, &debug, first, Some(1)).unwrap();
+        assert_eq!(
+            (set.status, set.reason.as_str()),
+            (ConditionStatus::True, "UnexpectedReader")
+        );
+        assert!(
+            set.message
+                .ends_with("system:serviceaccount:payments:debug")
+        );
+        let again =
+            unexpected_reader_condition(std::slice::from_ref(&set), true, &debug, later, Some(2))
+                .unwrap();
+        assert_eq!(again.last_transition_time, first);
+        let cleared = unexpected_reader_condition(&[again], true, &[], later, Some(2)).unwrap();
+        assert_eq!(
+            (
+                cleared.status,
+                cleared.reason.as_str(),
+                cleared.last_transition_time
+            ),
+            (ConditionStatus::False, "OnlyExpectedReaders", later)
+        );
     }
 }

@@ -43,6 +43,7 @@ pub mod duration;
 pub mod machine;
 pub mod plan;
 pub mod policy;
+pub mod reads;
 pub mod schedule;
 pub mod state;
 

@@ -14,6 +14,7 @@ use super::audit_sink::AuditSink;
 use super::crash::CrashPoint;
 use crate::consumers::RestartBatcher;
 use crate::metrics::Metrics;
+use crate::reads::summary::ReadSummaries;
 
 /// The name of the controller in Events, field managers and audit records.
 pub const CONTROLLER_NAME: &str = "keyturn-operator";
@@ -36,6 +37,9 @@ pub struct Context {
     /// Consecutive reconcile errors (API failures, not step failures) per object uid, for the
     /// error policy's backoff.
     pub error_counts: Mutex<HashMap<String, u32>>,
+    /// Read summaries from the audit webhook's records; `None` while the webhook is disabled
+    /// (then status has no `reads` and no `UnexpectedReader` condition is set).
+    pub reads: Option<Arc<ReadSummaries>>,
 }
 
 impl Context {
@@ -64,7 +68,14 @@ impl Context {
             crash_point,
             restarter: RestartBatcher::default(),
             error_counts: Mutex::new(HashMap::new()),
+            reads: None,
         }
+    }
+
+    /// The same context with reads summaries, so reconciles write `status.reads`.
+    pub fn with_reads(mut self, reads: Arc<ReadSummaries>) -> Context {
+        self.reads = Some(reads);
+        self
     }
 
     pub fn managed_secret_resource() -> ApiResource {

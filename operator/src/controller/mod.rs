@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod object;
 pub mod preview;
+pub mod reads;
 pub mod reconcile;
 pub mod resource;
 pub mod secrets;
@@ -43,6 +44,27 @@ pub async fn run(
     context: Arc<Context>,
     watch_namespace: Option<&str>,
     concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    run_with_triggers(
+        context,
+        watch_namespace,
+        concurrency,
+        futures_util::stream::pending(),
+        shutdown,
+    )
+    .await;
+}
+
+/// [`run`], also reconciling every ManagedSecret `triggers` names (the reads summary names
+/// those whose `status.reads` changed).
+pub async fn run_with_triggers(
+    context: Arc<Context>,
+    watch_namespace: Option<&str>,
+    concurrency: u16,
+    triggers: impl futures_util::Stream<Item = reflector::ObjectRef<ManagedSecretResource>>
+    + Send
+    + 'static,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = context.client.clone();
@@ -89,6 +111,7 @@ pub async fn run(
         .watches_stream(rbac.cluster_roles, move |_| {
             in_namespace(&cluster_role_index, None)
         })
+        .reconcile_on(triggers)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {

@@ -155,7 +155,7 @@ async fn run_lifecycle(
         context.metrics.audit_appended(decision.audit.len() as u64);
         context.metrics.set_audit_unavailable(false);
         events::publish_audit_events(context, object, &decision.audit).await;
-        let desired = desired_status(
+        let mut desired = desired_status(
             object,
             spec,
             validated,
@@ -164,6 +164,7 @@ async fn run_lifecycle(
             &secret_name,
             &access,
         );
+        super::reads::add_to_status(context, object, spec, &mut desired);
         match decision.action.clone() {
             PlanAction::Wait => {
                 writer
@@ -383,6 +384,7 @@ fn desired_status(
         consumers: consumers.to_vec(),
         preview: Some(preview(spec, state, due, validated.policy.ttl, secret_name)),
         access: access.status.clone(),
+        reads: object.status.reads.clone(),
     }
 }
 
