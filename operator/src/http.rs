@@ -123,6 +123,35 @@ pub async fn serve(
     let address = listener.local_addr()?;
     tracing::info!(%address, "serving metrics and health probes");
     let state = Arc::new(state);
+    accept_until(
+        listener,
+        "metrics listener",
+        SHUTDOWN_GRACE,
+        shutdown,
+        move |stream, stop| serve_connection(stream, Arc::clone(&state), stop),
+    )
+    .await;
+    tracing::info!(%address, "stopped serving metrics and health probes");
+    Ok(())
+}
+
+/// The accept loop both servers share: each connection is served by `serve` in its own task
+/// (given a receiver that turns true at shutdown); once `shutdown` resolves, no more are
+/// accepted and open ones get `grace` to finish. Failed accepts (a client that hung
+/// up, too many open files) are logged and retried after a pause rather than ending the server.
+pub(crate) async fn accept_until<F, Fut>(
+    listener: TcpListener,
+    what: &'static str,
+    grace: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+    serve: F,
+) where
+    F: Fn(TcpStream, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |address| address.to_string());
     let (stop_sender, stop_receiver) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -131,38 +160,32 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    connections.spawn(serve_connection(
-                        stream,
-                        Arc::clone(&state),
-                        stop_receiver.clone(),
-                    ));
+                    connections.spawn(serve(stream, stop_receiver.clone()));
                 }
                 Err(error) => {
-                    tracing::warn!(%error, %address, "accept a connection on the metrics listener");
+                    tracing::warn!(%error, %address, "accept a connection on the {what}");
                     // Out of file descriptors and similar persist for a moment: do not spin.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            // Reap finished connections so the set does not grow with every scrape.
+            // Reap finished connections so the set does not grow with every request.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
     drop(listener);
     // Receivers only ever wait for a change; an error means every connection already ended.
     let _ = stop_sender.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+    let drained = tokio::time::timeout(grace, async {
         while connections.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
         tracing::warn!(
             open = connections.len(),
-            "metrics connections still open after the shutdown grace period: dropping them"
+            "{what}: connections still open after the shutdown grace period: dropping them"
         );
         connections.shutdown().await;
     }
-    tracing::info!(%address, "stopped serving metrics and health probes");
-    Ok(())
 }
 
 async fn serve_connection(

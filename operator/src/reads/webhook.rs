@@ -24,7 +24,6 @@ use keyturn_audit::AuditStore;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::auth::BearerToken;
@@ -67,38 +66,14 @@ pub async fn serve(
     tracing::info!(%address, path = PATH, "serving the audit webhook");
     let acceptor = TlsAcceptor::from(tls);
     let state = Arc::new(state);
-    let (stop_sender, stop_receiver) = watch::channel(false);
-    let mut connections = JoinSet::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    connections.spawn(serve_connection(
-                        stream,
-                        acceptor.clone(),
-                        Arc::clone(&state),
-                        stop_receiver.clone(),
-                    ));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, %address, "accept a connection on the audit webhook");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    let _ = stop_sender.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
+    crate::http::accept_until(
+        listener,
+        "audit webhook",
+        SHUTDOWN_GRACE,
+        shutdown,
+        move |stream, stop| serve_connection(stream, acceptor.clone(), Arc::clone(&state), stop),
+    )
     .await;
-    if drained.is_err() {
-        connections.shutdown().await;
-    }
     tracing::info!(%address, "stopped serving the audit webhook");
     Ok(())
 }
