@@ -145,3 +145,16 @@ def test_quick_start_manifests_validate_against_kubernetes():
             kubernetes_validate.validate(document, "1.32.0", strict=True)
             checked += 1
     assert checked >= 5, checked
+
+
+def test_the_index_links_every_page():
+    index = REPO / "docs" / "index.md"
+    linked = set()
+    for _, line in doccheck.prose_lines(index.read_text(encoding="utf-8")):
+        for match in doccheck.LINK.finditer(line):
+            target = match.group(1).partition("#")[0]
+            if target:
+                linked.add((index.parent / target).resolve())
+    pages = {path.resolve() for path in (REPO / "docs").rglob("*.md") if path != index}
+    missing = sorted(str(path.relative_to(REPO)) for path in pages - linked)
+    assert not missing, f"docs/index.md does not link: {missing}"
