@@ -28,12 +28,7 @@ fn exported() -> BTreeSet<String> {
         .encode()
         .lines()
         .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            line.split(|c: char| c == '{' || c == ' ')
-                .next()
-                .unwrap()
-                .to_owned()
-        })
+        .map(|line| line.split(['{', ' ']).next().unwrap().to_owned())
         .collect()
 }
 
