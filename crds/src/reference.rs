@@ -529,6 +529,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_managed_secret_field_has_a_description() {
+        // The reference is only as good as the doc comments it is generated from: a field
+        // without one is a blank entry. Items of lists and values of maps are described by
+        // their parent.
+        let crd = serde_json::to_value(ManagedSecret::crd()).unwrap();
+        let schema = crd
+            .pointer("/spec/versions/0/schema/openAPIV3Schema")
+            .unwrap();
+        let mut fields = Vec::new();
+        for section in ["spec", "status"] {
+            collect(
+                section,
+                &schema["properties"][section],
+                Some(true),
+                &mut fields,
+            );
+        }
+        let blank: Vec<&str> = fields
+            .iter()
+            .filter(|field| field.required.is_some() && field.description.is_none())
+            .map(|field| field.path.as_str())
+            .collect();
+        assert!(
+            blank.is_empty(),
+            "fields without a doc comment in crds/src or operator/core/src/state.rs: {blank:?}"
+        );
+    }
+
     fn gather_messages(node: &Value, out: &mut Vec<String>) {
         if let Some(rules) = node
             .get("x-kubernetes-validations")
