@@ -2,7 +2,10 @@
 # The e2e suite against a real Kubernetes API server, on machines with Docker: creates a kind
 # cluster (keyturn-e2e), installs the ManagedSecret CRD, starts the backends the way
 # scripts/test.sh does, runs `cargo nextest run -p keyturn-e2e -p kubectl-keyturn` with E2E_KUBECONFIG set, and
-# deletes the cluster and stops the backends at exit.
+# deletes the cluster and stops the backends at exit. Then, when helm is installed, it follows the
+# quick start (docs/quick-start.md) on a second kind cluster (keyturn): the page's commands marked
+# `kind = true` in docs/commands.toml, in page order, exactly as shown (the image built with
+# docker, installed with the chart, a ManagedSecret rotating against an in-cluster PostgreSQL).
 #
 #   e2e/kind.sh                      # the whole suite
 #   e2e/kind.sh -E 'test(harness)'   # extra arguments go to `cargo nextest run`
@@ -23,6 +26,11 @@ CLUSTER_NAME="keyturn-e2e"
 KIND_KUBECONFIG="${KEYTURN_TARGET}/kind-e2e.kubeconfig"
 CRD_FILE="${KEYTURN_ROOT}/crds/keyturn.dev_managedsecrets.yaml"
 CLUSTER_CREATED=0
+# The quick start's own cluster and the files its commands write in the working directory.
+QUICK_START_CLUSTER="keyturn"
+QUICK_START_KUBECONFIG="${KEYTURN_TARGET}/kind-quick-start.kubeconfig"
+QUICK_START_FILES=(pg-admin.password audit.csv)
+QUICK_START_CREATED=0
 
 # Everything missing at once, so one read of the message is enough to fix the machine.
 check_tools() {
@@ -55,7 +63,36 @@ delete_cluster() {
             rm -f "${KIND_KUBECONFIG}"
         fi
         CLUSTER_CREATED=0
+# The quick start's own cluster and the files its commands write in the working directory.
+QUICK_START_CLUSTER="keyturn"
+QUICK_START_KUBECONFIG="${KEYTURN_TARGET}/kind-quick-start.kubeconfig"
+QUICK_START_FILES=(pg-admin.password audit.csv)
+QUICK_START_CREATED=0
     fi
+}
+
+delete_quick_start() {
+    if ((QUICK_START_CREATED)); then
+        kind delete cluster --name "${QUICK_START_CLUSTER}" >/dev/null 2>&1 || true
+        rm -f "${QUICK_START_KUBECONFIG}" "${QUICK_START_FILES[@]/#/${KEYTURN_ROOT}/}"
+        QUICK_START_CREATED=0
+    fi
+}
+
+# The quick start's commands, as the page shows them, one shell each, in the repository root
+# with the binaries just built on PATH (so `kubectl keyturn` finds the plugin instead of
+# `cargo install`, which the list leaves out).
+run_quick_start() {
+    local commands=() command
+    mapfile -t commands < <("${KEYTURN_VENV}/bin/python" docs/tests/doccheck.py commands docs/quick-start.md)
+    ((${#commands[@]})) || die "docs/commands.toml marks no command of docs/quick-start.md kind = true"
+    QUICK_START_CREATED=1
+    for command in "${commands[@]}"; do
+        printf '$ %s\n' "${command}" >&2
+        KUBECONFIG="${QUICK_START_KUBECONFIG}" \
+            PATH="${CARGO_TARGET_DIR:-${KEYTURN_TARGET}}/debug:${KEYTURN_VENV}/bin:${PATH}" \
+            bash -o pipefail -c "${command}" </dev/null
+    done
 }
 
 # On exit: stops the running command, the backends and the cluster, prints the phase summary and
@@ -70,6 +107,7 @@ cleanup() {
     fi
     backends_stop
     delete_cluster
+    delete_quick_start
     case "${rc}" in
     0) phase_summary ok ;;
     130 | 143) phase_summary interrupted ;;
@@ -128,4 +166,15 @@ run_child cargo build --workspace --bins --locked
 
 phase "cargo nextest (keyturn-e2e and the kubectl plugin against kind)"
 run_child cargo nextest run -p keyturn-e2e -p kubectl-keyturn --locked --no-fail-fast "$@"
+
+phase "Quick start (docs/quick-start.md) on kind cluster ${QUICK_START_CLUSTER}"
+if ! command -v helm >/dev/null 2>&1; then
+    warn "helm is not installed: the quick start was not run (https://helm.sh/docs/intro/install/)"
+elif kind get clusters 2>/dev/null | grep -qx "${QUICK_START_CLUSTER}"; then
+    # The page creates and deletes a cluster with this name: never touch one that was there.
+    warn "a kind cluster named ${QUICK_START_CLUSTER} exists already: the quick start was not run"
+else
+    run_quick_start
+    delete_quick_start
+fi
 phase_end

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, starts the real backends (PostgreSQL, OpenBao,
-# moto) on free loopback ports, runs fmt, clippy, the build, the Helm chart tests, nextest and
-# doc tests, and always stops the backends again.
+# moto) on free loopback ports, runs fmt, clippy, the build, the Helm chart tests, the docs checks,
+# nextest and doc tests, and always stops the backends again.
 #
 #   ./scripts/test.sh                       # everything
 #   ./scripts/test.sh -p keyturn-testenv    # extra arguments go to `cargo nextest run`
@@ -82,6 +82,12 @@ run_phase "cargo build (binaries)" cargo build --workspace --bins --locked
 # operator settings fed to the binary just built (helm/tests, a few seconds).
 run_phase "helm chart tests" env KEYTURN_OPERATOR_BIN="${KEYTURN_OPERATOR_BIN:-${CARGO_TARGET_DIR:-${KEYTURN_TARGET}}/debug/keyturn-operator}" \
     "${KEYTURN_VENV}/bin/python" -m pytest helm/tests -q -p no:cacheprovider
+# The docs: every command in README.md and docs/ accounted for in docs/commands.toml, the safe ones
+# run (against the Kubernetes API stand-in where they need an API), every relative link resolved
+# (docs/tests, a few seconds). Needs the binaries just built, so it fails rather than skips.
+run_phase "docs checks" env KEYTURN_BIN_DIR="${CARGO_TARGET_DIR:-${KEYTURN_TARGET}}/debug" \
+    KEYTURN_VENV="${KEYTURN_VENV}" KEYTURN_DOCS_REQUIRE_BINARIES=1 \
+    "${KEYTURN_VENV}/bin/python" -m pytest docs/tests -q -p no:cacheprovider
 run_phase "cargo nextest" cargo nextest run "${SCOPE[@]}" --locked --no-fail-fast "$@"
 run_phase "doc tests" cargo test --workspace --doc --locked
 

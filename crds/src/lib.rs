@@ -1,5 +1,6 @@
 //! The keyturn.dev/v1alpha1 API: the ManagedSecret custom resource, its generated CRD, and the
 //! checks that turn a spec into a validated rotation policy.
+pub mod reference;
 pub mod spec;
 pub mod status;
 pub mod validate;

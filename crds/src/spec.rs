@@ -126,6 +126,8 @@ pub struct RotatorSpec {
     pub postgres: Option<PostgresRotatorSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault: Option<VaultRotatorSpec>,
+    /// AWS Secrets Manager: one secret, rotated by keyturn (Managed) or by AWS's rotation Lambda
+    /// (Native), with the operator's AWS identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_secrets_manager: Option<AwsSecretsManagerRotatorSpec>,
     /// A third-party rotator registered in this keyturn build under `driver`.
@@ -156,8 +158,10 @@ pub struct CustomRotatorSpec {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
+    /// Name of the Secret.
     #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
+    /// Key in the Secret's data.
     #[schemars(length(min = 1, max = 253), pattern(SECRET_KEY_PATTERN))]
     pub key: String,
 }
@@ -187,6 +191,7 @@ pub struct PostgresRotatorSpec {
         pattern(r"^[A-Za-z0-9:]([A-Za-z0-9.\-:]*[A-Za-z0-9])?$")
     )]
     pub host: String,
+    /// Port of the PostgreSQL server.
     #[serde(default = "default_postgres_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
@@ -226,11 +231,14 @@ fn default_postgres_database() -> String {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminSecretRef {
+    /// Name of the Secret, in the ManagedSecret's namespace.
     #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
+    /// Key holding the admin role's name.
     #[serde(default = "default_username_key")]
     #[schemars(length(min = 1, max = 253), pattern(SECRET_KEY_PATTERN))]
     pub username_key: String,
+    /// Key holding the admin role's password.
     #[serde(default = "default_password_key")]
     #[schemars(length(min = 1, max = 253), pattern(SECRET_KEY_PATTERN))]
     pub password_key: String,
@@ -274,14 +282,17 @@ pub enum PostgresSslMode {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct VaultRotatorSpec {
+    /// Address of Vault or OpenBao, e.g. `https://vault.vault.svc:8200`.
     #[schemars(length(min = 1, max = 2048))]
     pub address: String,
     /// Vault Enterprise / OpenBao namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255), pattern(VAULT_PATH_PATTERN))]
     pub namespace: Option<String>,
+    /// CA bundle that signed Vault's TLS certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretKeyRef>,
+    /// How keyturn logs in to Vault: exactly one of token, appRole, kubernetes.
     pub auth: VaultAuthSpec,
     /// A static role of the database secrets engine: keyturn calls rotate-role on its schedule and
     /// reads static-creds.
@@ -297,10 +308,14 @@ pub struct VaultRotatorSpec {
     .message("set exactly one of spec.rotator.vault.auth.token, appRole or kubernetes"))]
 #[serde(rename_all = "camelCase")]
 pub struct VaultAuthSpec {
+    /// A Vault token read from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<VaultTokenAuth>,
+    /// AppRole login: a role id, and a secret id read from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_role: Option<VaultAppRoleAuth>,
+    /// Kubernetes auth with the operator pod's service account token: the operator's identity,
+    /// shared by every ManagedSecret that names the same Vault role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<VaultKubernetesAuth>,
 }
@@ -308,17 +323,21 @@ pub struct VaultAuthSpec {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultTokenAuth {
+    /// The Secret key holding the token.
     pub secret_ref: SecretKeyRef,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultAppRoleAuth {
+    /// Mount path of the AppRole auth method.
     #[serde(default = "default_approle_mount")]
     #[schemars(length(min = 1, max = 255), pattern(VAULT_PATH_PATTERN))]
     pub mount: String,
+    /// The AppRole's role id (an identifier, not a secret).
     #[schemars(length(min = 1, max = 255))]
     pub role_id: String,
+    /// The Secret key holding the AppRole's secret id.
     pub secret_id_ref: SecretKeyRef,
 }
 
@@ -329,9 +348,11 @@ fn default_approle_mount() -> String {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultKubernetesAuth {
+    /// Mount path of the Kubernetes auth method.
     #[serde(default = "default_kubernetes_mount")]
     #[schemars(length(min = 1, max = 255), pattern(VAULT_PATH_PATTERN))]
     pub mount: String,
+    /// The Vault role to log in as.
     #[schemars(length(min = 1, max = 255), pattern(VAULT_PATH_PATTERN))]
     pub role: String,
 }
@@ -345,9 +366,11 @@ fn default_kubernetes_mount() -> String {
     .message("spec.rotator.vault.databaseStaticRole must not contain `..`"))]
 #[serde(rename_all = "camelCase")]
 pub struct VaultDatabaseStaticRoleSpec {
+    /// Mount path of the database secrets engine.
     #[serde(default = "default_database_mount")]
     #[schemars(length(min = 1, max = 255), pattern(VAULT_PATH_PATTERN))]
     pub mount: String,
+    /// Name of the static role.
     #[schemars(length(min = 1, max = 255), pattern(VAULT_PATH_PATTERN))]
     pub role: String,
 }
@@ -361,9 +384,11 @@ fn default_database_mount() -> String {
     .message("spec.rotator.vault.kv.mount and path must not contain `..`"))]
 #[serde(rename_all = "camelCase")]
 pub struct VaultKvSpec {
+    /// Mount path of the KV v2 secrets engine.
     #[serde(default = "default_kv_mount")]
     #[schemars(length(min = 1, max = 255), pattern(VAULT_PATH_PATTERN))]
     pub mount: String,
+    /// Path of the secret within that mount.
     #[schemars(length(min = 1, max = 1024), pattern(VAULT_PATH_PATTERN))]
     pub path: String,
     /// Length of the generated password.
@@ -383,6 +408,7 @@ fn default_password_length() -> u16 {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsSecretsManagerRotatorSpec {
+    /// AWS region of the secret, e.g. `eu-central-1`.
     #[schemars(length(min = 1, max = 32), pattern(AWS_REGION_PATTERN))]
     pub region: String,
     /// The secret's name or ARN.
@@ -481,10 +507,13 @@ pub struct ConsumersSpec {
     pub rollout_timeout: Option<String>,
 }
 
+/// A workload in the ManagedSecret's namespace, restarted after each rotation.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadRef {
+    /// The workload's kind.
     pub kind: WorkloadKind,
+    /// The workload's name.
     #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
 }

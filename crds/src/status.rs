@@ -6,6 +6,8 @@ use keyturn_core::state::RotationState;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// What the operator observed and decided; written only by keyturn (field manager
+/// `keyturn/controller`), never a credential value.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedSecretStatus {
@@ -107,8 +109,13 @@ pub struct ReadBy {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerStatus {
+    /// The workload's kind.
     pub kind: crate::spec::WorkloadKind,
+    /// The workload's name.
     pub name: String,
+    /// `Restarted` or `Progressing` (rollout not finished), `RolledOut`, `Failed` (failed or
+    /// timed out; the previous credential stays valid), `ScaledToZero`, `NotFound` (listed but
+    /// absent), `NotRestarted` (the restart is requested again).
     pub state: ConsumerState,
     /// Why it is in that state, e.g. which replicas are not ready yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]

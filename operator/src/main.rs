@@ -9,7 +9,10 @@ use keyturn_operator::{cli, explain};
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Crd => keyturn_crds::crd_yaml()
+        cli::Command::Crd(args) if args.reference => keyturn_crds::reference::reference_markdown()
+            .map(|page| print!("{page}"))
+            .map_err(anyhow::Error::from),
+        cli::Command::Crd(_) => keyturn_crds::crd_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
         cli::Command::Explain(args) => explain::run(&args),

@@ -20,6 +20,7 @@ pub fn whole_seconds(time: DateTime<Utc>) -> DateTime<Utc> {
 pub struct RotationState {
     /// Completed rotations; part of the rotation id, so it changes exactly once per rotation.
     pub revision: u64,
+    /// The credential consumers use now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current: Option<CredentialRef>,
     /// The credential replaced by the last publish, kept valid until consumers have rolled out.
@@ -27,8 +28,10 @@ pub struct RotationState {
     pub previous: Option<CredentialRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlight>,
+    /// When the last rotation completed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_rotation_time: Option<DateTime<Utc>>,
+    /// When the next rotation is due.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_rotation_time: Option<DateTime<Utc>>,
     /// When the current credential stops working at the backend.
@@ -36,8 +39,10 @@ pub struct RotationState {
     pub expires_at: Option<DateTime<Utc>>,
     /// Consecutive failures of the in-flight step; reset when a step succeeds.
     pub failed_attempts: u32,
+    /// The most recent failed step: which, when and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<Failure>,
+    /// When a failed step is retried.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
     /// The last rotate-request annotation value acted on; a different value requests a rotation.
@@ -58,7 +63,9 @@ pub struct CredentialRef {
     pub id: String,
     /// A one-way fingerprint (e.g. truncated SHA-256) to match the Secret against the backend.
     pub fingerprint: String,
+    /// When the credential was issued.
     pub issued_at: DateTime<Utc>,
+    /// When the backend stops accepting it; absent when it does not expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -81,7 +88,9 @@ pub struct InFlight {
     /// The step to run (or re-run) next.
     pub step: Step,
     pub reason: DueReason,
+    /// When the rotation became due.
     pub due_at: DateTime<Utc>,
+    /// When it started; rotators use it to recognise their own earlier effects.
     pub started_at: DateTime<Utc>,
     /// The new credential once Stage has persisted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,7 +106,9 @@ pub struct Failure {
     pub category: String,
     /// Human-readable cause; the operator must pass text that holds no credential value.
     pub message: String,
+    /// Whether retrying may succeed without a change (else the ManagedSecret is `Stalled`).
     pub retryable: bool,
+    /// When the failure happened.
     pub time: DateTime<Utc>,
     /// The spec generation the failure happened under: a permanent failure is retried as soon as
     /// the spec changes rather than after the full backoff.
@@ -109,13 +120,19 @@ pub struct Failure {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// `Ready`, `Rotating`, `Degraded`, `Stalled`, `Expired`, `Paused`, `AuditUnavailable`,
+    /// `AccessDrift`.
     #[serde(rename = "type")]
     pub type_: String,
+    /// `True`, `False` or `Unknown`.
     pub status: ConditionStatus,
     /// PascalCase machine-readable cause.
     pub reason: String,
+    /// Human-readable detail; never a credential value.
     pub message: String,
+    /// When `status` last changed.
     pub last_transition_time: DateTime<Utc>,
+    /// The spec generation the condition was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
