@@ -38,6 +38,11 @@ impl Drop for Harness {
 }
 
 async fn harness() -> Harness {
+    harness_with_audit(None).await
+}
+
+/// A harness whose audit store is at `audit_location` (default: a SQLite file of its own).
+async fn harness_with_audit(audit_location: Option<String>) -> Harness {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -57,12 +62,9 @@ async fn harness() -> Harness {
     .unwrap();
     let client = Client::try_from(kube::Config::new(handle.url().parse().unwrap())).unwrap();
     let audit_dir = tempfile::tempdir().unwrap();
-    let store = AuditSink::open(&format!(
-        "sqlite:{}",
-        audit_dir.path().join("audit.db").display()
-    ))
-    .await
-    .unwrap();
+    let audit_location = audit_location
+        .unwrap_or_else(|| format!("sqlite:{}", audit_dir.path().join("audit.db").display()));
+    let store = AuditSink::open(&audit_location).await.unwrap();
     let context = Arc::new(Context::new(
         client.clone(),
         RotatorRegistry::new(),
@@ -1041,4 +1043,96 @@ async fn a_namespace_scoped_operator_reports_cluster_bindings_as_unchecked() {
             .is_some(),
         "the binding is made all the same"
     );
+}
+
+/// Fail closed: while the audit store refuses appends, a requested rotation does not run a
+/// single step (the credential is untouched, nothing is staged) and `AuditUnavailable` says
+/// why; once the store is back, the rotation runs and the condition clears.
+#[tokio::test]
+async fn no_step_runs_while_the_audit_store_refuses_appends() {
+    let Some(pg) = keyturn_testenv::postgres() else {
+        return;
+    };
+    let schema = format!("audit_fail_closed_{}", suffix());
+    exec(&pg, &format!("CREATE SCHEMA {schema}")).await;
+    let separator = if pg.url.contains('?') { '&' } else { '?' };
+    let location = format!("{}{separator}options[search_path]={schema}", pg.url);
+    let harness = harness_with_audit(Some(location)).await;
+    let role = postgres_target(&harness, &pg).await;
+    apply(
+        &harness,
+        &managed_secret("audited", &pg, &role, json!({"rotation": {"every": "1h"}})),
+    )
+    .await;
+    wait_for(
+        &harness,
+        "revision 1",
+        Duration::from_secs(30),
+        async || (status(&harness, "audited").await["revision"] == 1).then_some(()),
+    )
+    .await;
+    let secret_before = published(&harness, "audited").await.unwrap();
+
+    // The store goes away (the table is renamed by its owner): appends fail.
+    exec(
+        &pg,
+        &format!("ALTER TABLE {schema}.audit_records RENAME TO audit_records_away"),
+    )
+    .await;
+    request_rotation(&harness, "audited", "2026-11-22T01:00:00Z").await;
+    let unavailable = wait_for(
+        &harness,
+        "AuditUnavailable True",
+        Duration::from_secs(30),
+        async || {
+            let status = status(&harness, "audited").await;
+            condition(&status, "AuditUnavailable")
+                .is_some_and(|condition| condition["status"] == "True")
+                .then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(unavailable["revision"], 1, "{unavailable:#}");
+    assert!(
+        unavailable["inFlight"].is_null(),
+        "no step started: {unavailable:#}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(harness.client.clone(), NAMESPACE);
+    assert!(
+        secrets
+            .get_opt("audited-keyturn-staging")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing staged"
+    );
+    assert_eq!(published(&harness, "audited").await.unwrap(), secret_before);
+    assert!(
+        can_log_in(&pg, &role, &secret_before["password"]).await,
+        "the credential was not touched"
+    );
+
+    // The store is back: the rotation runs and the condition clears.
+    exec(
+        &pg,
+        &format!("ALTER TABLE {schema}.audit_records_away RENAME TO audit_records"),
+    )
+    .await;
+    let rotated = wait_for(
+        &harness,
+        "revision 2",
+        Duration::from_secs(60),
+        async || {
+            let status = status(&harness, "audited").await;
+            (status["revision"] == 2 && status["inFlight"].is_null()).then_some(status)
+        },
+    )
+    .await;
+    assert!(
+        condition(&rotated, "AuditUnavailable")
+            .is_none_or(|condition| condition["status"] == "False"),
+        "{rotated:#}"
+    );
+    drop(harness);
+    exec(&pg, &format!("DROP SCHEMA {schema} CASCADE")).await;
 }
