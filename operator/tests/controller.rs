@@ -1057,6 +1057,12 @@ async fn no_step_runs_while_the_audit_store_refuses_appends() {
     exec(&pg, &format!("CREATE SCHEMA {schema}")).await;
     let separator = if pg.url.contains('?') { '&' } else { '?' };
     let location = format!("{}{separator}options[search_path]={schema}", pg.url);
+    // The schema's owner migrates; the operator does not (its role may only append and read).
+    let owner = keyturn_audit::AuditStore::connect_postgres(&location)
+        .await
+        .unwrap();
+    owner.migrate().await.unwrap();
+    owner.close().await;
     let harness = harness_with_audit(Some(location)).await;
     let role = postgres_target(&harness, &pg).await;
     apply(
@@ -1072,6 +1078,7 @@ async fn no_step_runs_while_the_audit_store_refuses_appends() {
     )
     .await;
     let secret_before = published(&harness, "audited").await.unwrap();
+    let staging_before = staging_version(&harness).await;
 
     // The store goes away (the table is renamed by its owner): appends fail.
     exec(
@@ -1097,14 +1104,10 @@ async fn no_step_runs_while_the_audit_store_refuses_appends() {
         unavailable["inFlight"].is_null(),
         "no step started: {unavailable:#}"
     );
-    let secrets: Api<Secret> = Api::namespaced(harness.client.clone(), NAMESPACE);
-    assert!(
-        secrets
-            .get_opt("audited-keyturn-staging")
-            .await
-            .unwrap()
-            .is_none(),
-        "nothing staged"
+    assert_eq!(
+        staging_version(&harness).await,
+        staging_before,
+        "nothing was staged"
     );
     assert_eq!(published(&harness, "audited").await.unwrap(), secret_before);
     assert!(
@@ -1135,4 +1138,14 @@ async fn no_step_runs_while_the_audit_store_refuses_appends() {
     );
     drop(harness);
     exec(&pg, &format!("DROP SCHEMA {schema} CASCADE")).await;
+}
+
+/// The resourceVersion of ManagedSecret `audited`'s staging Secret, if it has one.
+async fn staging_version(harness: &Harness) -> Option<String> {
+    let secrets: Api<Secret> = Api::namespaced(harness.client.clone(), NAMESPACE);
+    secrets
+        .get_opt("audited-keyturn-staging")
+        .await
+        .unwrap()
+        .and_then(|secret| secret.metadata.resource_version)
 }
