@@ -58,7 +58,9 @@ impl fmt::Display for Retention {
 
 /// A retention that cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid retention {0:?}: expected a positive whole number of years or days, e.g. 7y or 400d")]
+#[error(
+    "invalid retention {0:?}: expected a positive whole number of years or days, e.g. 7y or 400d"
+)]
 pub struct RetentionError(String);
 
 impl FromStr for Retention {
@@ -158,7 +160,17 @@ mod tests {
         assert_eq!("7y".parse(), Ok(Retention::Years(7)));
         assert_eq!("400d".parse(), Ok(Retention::Days(400)));
         assert_eq!(Retention::Days(400).to_string(), "400d");
-        for bad in ["", "y", "0y", "7", "7w", "-1y", "1.5y", "7 y", "99999999999d"] {
+        for bad in [
+            "",
+            "y",
+            "0y",
+            "7",
+            "7w",
+            "-1y",
+            "1.5y",
+            "7 y",
+            "99999999999d",
+        ] {
             assert!(bad.parse::<Retention>().is_err(), "{bad}");
         }
     }

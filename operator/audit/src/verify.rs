@@ -207,7 +207,10 @@ impl Verifier {
         let skipped = verifier.next_checkpoint;
         let mut at_anchor = 0;
         for checkpoint in &verifier.checkpoints[..skipped] {
-            match known.iter().find(|(sequence, _)| *sequence == checkpoint.sequence) {
+            match known
+                .iter()
+                .find(|(sequence, _)| *sequence == checkpoint.sequence)
+            {
                 Some((sequence, hash)) if *hash != checkpoint.hash => {
                     return Err(VerifyError::AnchorMismatch {
                         sequence: *sequence,
