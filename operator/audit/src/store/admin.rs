@@ -101,6 +101,27 @@ const TABLE_EXISTS_POSTGRES: &str = "SELECT count(*) FROM (SELECT to_regclass($1
      WHERE r.t IS NOT NULL";
 
 impl AuditStore {
+    /// Opens (creating it if missing) the SQLite file like [`AuditStore::open_sqlite`] but
+    /// without applying the schema, so that [`AuditStore::apply_migrations`] can report it.
+    pub async fn open_sqlite_unmigrated(
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<AuditStore, StoreError> {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| db_error("open_sqlite", e))?;
+        Ok(AuditStore {
+            backend: Backend::Sqlite(pool),
+        })
+    }
+
     async fn table_exists(
         &self,
         table: &'static str,
