@@ -438,6 +438,15 @@ async fn sqlite_migrations_report_what_they_applied() {
     assert!(reader.anchors().await.unwrap().is_empty());
     assert_eq!(reader.verify(&[]).await.unwrap().unwrap().records, 0);
     reader.close().await;
+    // Pruning it asks for the migration first.
+    let admin = AuditStore::open_sqlite_unmigrated(&path).await.unwrap();
+    let error = admin.prune(&options(Retention::DEFAULT)).await.unwrap_err();
+    assert!(error.to_string().contains("audit migrate"), "{error}");
+    let report = admin.apply_migrations().await.unwrap_err();
+    // Its first migration was applied by hand, without sqlx's bookkeeping: sqlx refuses to
+    // re-create the table rather than overwrite anything.
+    assert!(report.to_string().contains("migration"), "{report}");
+    admin.close().await;
     std::fs::remove_file(&path).unwrap();
 
     let store = AuditStore::open_sqlite(&path).await.unwrap(); // migrates on open
@@ -593,6 +602,26 @@ async fn postgres_migrate_grant_and_an_insert_select_role() {
         as_operator.check_schema().await.unwrap_err(),
         StoreError::SchemaMissing { .. }
     ));
+    // USAGE and SELECT only: the role sees the table but may not append.
+    pg.admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "GRANT USAGE ON SCHEMA {schema} TO {role}; GRANT SELECT ON {schema}.audit_records TO {role}",
+            schema = pg.schema
+        )))
+        .await
+        .unwrap();
+    let error = as_operator.check_schema().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::PrivilegeMissing {
+                privilege: "INSERT",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("--grant-to"));
     let statements = owner.grant_operator_role(&role).await.unwrap();
     assert_eq!(statements.len(), 3);
     assert!(statements[1].ends_with(&format!("audit_records TO {role}")));

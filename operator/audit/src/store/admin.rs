@@ -323,6 +323,13 @@ impl AuditStore {
     /// nor the newest record.
     pub async fn prune(&self, options: &PruneOptions) -> Result<PruneOutcome, PruneError> {
         const CALL: &str = "prune";
+        if !self.table_exists("audit_anchor", CALL).await? {
+            return Err(StoreError::Unsupported {
+                call: CALL,
+                reason: "the schema predates retention (no audit_anchor table): run `keyturn-operator audit migrate --store ...` first",
+            }
+            .into());
+        }
         let now = match options.now {
             Some(now) => now,
             None => self.database_now().await?,
