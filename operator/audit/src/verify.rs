@@ -874,5 +874,65 @@ mod tests {
                 prop_assert!(verify(&records, &[]).is_err(), "undetected without checkpoint: {:?}", mutation);
             }
         }
+
+        #[test]
+        fn any_single_mutation_of_a_pruned_chain_is_detected(
+            entries in proptest::collection::vec(arb_entry(), 2..30),
+            prune in any::<prop::sample::Index>(),
+            mutation in arb_mutation(),
+        ) {
+            // Prune records 1..=k, append the prune record naming the anchor.
+            let mut full = build(entries);
+            let k = 1 + prune.index(full.len() - 1);
+            let last = &full[k - 1];
+            let anchor = Anchor {
+                sequence: last.sequence,
+                hash: last.hash,
+                time: last.time,
+                pruned_at: last.time,
+                cutoff: last.time,
+                pruned_count: k as u64,
+            };
+            let mut prune_entry = entry(0);
+            prune_entry.action = PRUNE_ACTION.into();
+            prune_entry.details = anchor.prune_record_details();
+            let head = full.last().map(|r| (r.sequence, r.hash));
+            full.push(AuditRecord::chain(head, prune_entry));
+            let original: Vec<AuditRecord> = full[k..].to_vec();
+            let head = Checkpoint::of(original.last().unwrap());
+            let summary = verify_pruned(&[anchor], &original, &[head]).unwrap();
+            prop_assert_eq!(summary.records, original.len() as u64);
+
+            let mut records = original.clone();
+            // The attacker's re-hash continues from the anchor, not from the genesis hash.
+            let changed = match mutation {
+                Mutation::EditAndRehash { i, field, seed } => {
+                    let i = i % records.len();
+                    edit(&mut records[i], field, seed);
+                    true
+                }
+                Mutation::DeleteAndRehash { i } => {
+                    let i = i % records.len();
+                    records.remove(i);
+                    true
+                }
+                _ => apply(&mut records, &mutation),
+            };
+            prop_assume!(changed);
+            if matches!(mutation, Mutation::EditAndRehash { .. } | Mutation::DeleteAndRehash { .. }) {
+                let mut previous = anchor.hash;
+                for (i, r) in records.iter_mut().enumerate() {
+                    r.sequence = anchor.sequence + 1 + i as u64;
+                    r.previous_hash = previous;
+                    r.hash = r.compute_hash();
+                    previous = r.hash;
+                }
+                prop_assume!(records != original);
+            }
+            prop_assert!(
+                verify_pruned(&[anchor], &records, &[head]).is_err(),
+                "undetected: {:?}", mutation
+            );
+        }
     }
 }
