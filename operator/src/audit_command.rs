@@ -1,18 +1,22 @@
 //! `keyturn-operator audit verify` and `audit export`: for auditors. Both open the store
 //! without changing it (SQLite read-only, no migration) and never print a credential (records
-//! hold fingerprints only).
+//! hold fingerprints only). `audit migrate` and `audit prune`: for the store's administrator,
+//! the only commands that change its schema or delete records.
 
 use std::io::Write;
 use std::str::FromStr;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use keyturn_audit::{AuditRecord, AuditStore, Checkpoint, StoreError, VerifyError, VerifySummary};
+use keyturn_audit::store::{MigrationReport, PruneError, PruneOptions, PruneOutcome};
+use keyturn_audit::{
+    Anchor, AuditRecord, AuditStore, Checkpoint, StoreError, VerifyError, VerifySummary,
+};
 use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::audit_checkpoints;
-use crate::cli::{AuditCommand, ExportArgs, ExportFormat, VerifyArgs};
+use crate::cli::{AuditCommand, ExportArgs, ExportFormat, MigrateArgs, PruneArgs, VerifyArgs};
 
 /// Records per page when exporting.
 const EXPORT_PAGE: u32 = 10_000;
@@ -39,6 +43,18 @@ pub async fn open_read_only(location: &str) -> Result<AuditStore, StoreError> {
     }
 }
 
+/// Opens the store at `location` for its administrator: SQLite created if missing but not
+/// migrated (so `migrate` can say what it applied), PostgreSQL as given.
+pub async fn open_for_admin(location: &str) -> Result<AuditStore, StoreError> {
+    match location.strip_prefix("sqlite:") {
+        Some(path) => {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            AuditStore::open_sqlite_unmigrated(path).await
+        }
+        None => AuditStore::connect_postgres(location).await,
+    }
+}
+
 /// The outcome of `audit verify`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifyOutcome {
@@ -50,16 +66,29 @@ impl VerifyOutcome {
     /// The line printed for it: a summary, or the first bad record and what is wrong.
     pub fn line(&self) -> String {
         match self {
-            VerifyOutcome::Valid(summary) => match summary.head {
-                Some(head) => format!(
-                    "audit log valid: {} records verified, head sequence {} hash {}, {} checkpoints matched",
-                    summary.records,
-                    head.sequence,
-                    &hex::encode(head.hash)[..16],
-                    summary.checkpoints_matched
-                ),
-                None => "audit log valid: empty (0 records)".to_owned(),
-            },
+            VerifyOutcome::Valid(summary) => {
+                let mut line = match summary.head {
+                    Some(head) => format!(
+                        "audit log valid: {} records verified, head sequence {} hash {}, {} checkpoints matched",
+                        summary.records,
+                        head.sequence,
+                        &hex::encode(head.hash)[..16],
+                        summary.checkpoints_matched
+                    ),
+                    None => "audit log valid: empty (0 records)".to_owned(),
+                };
+                if summary.checkpoints_before_retained > 0 {
+                    line.push_str(&format!(
+                        ", {} before the retained range",
+                        summary.checkpoints_before_retained
+                    ));
+                }
+                if let Some(anchor) = summary.anchor {
+                    line.push_str("; ");
+                    line.push_str(&anchor_line(&anchor));
+                }
+                line
+            }
             VerifyOutcome::Invalid(VerifyError::Truncated { last, checkpoint }) => format!(
                 "audit log INVALID at record {}: records {}..={} are missing (a checkpoint names record {}, the store ends at {}: newest records deleted)",
                 last + 1,
@@ -73,6 +102,81 @@ impl VerifyOutcome {
                 error.first_bad_sequence()
             ),
         }
+    }
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// What a prune anchor says, for the `verify` summary.
+pub fn anchor_line(anchor: &Anchor) -> String {
+    format!(
+        "records 1..={} pruned (newest pruned record from {}, last prune at {} with cut-off {}, {} records), verified from anchor hash {}",
+        anchor.sequence,
+        rfc3339(anchor.time),
+        rfc3339(anchor.pruned_at),
+        rfc3339(anchor.cutoff),
+        anchor.pruned_count,
+        &hex::encode(anchor.hash)[..16],
+    )
+}
+
+/// The lines `audit migrate` prints.
+pub fn migrate_lines(report: &MigrationReport, grants: &[String]) -> Vec<String> {
+    let mut lines: Vec<String> = report
+        .applied
+        .iter()
+        .map(|m| format!("applied migration {} ({})", m.version, m.description))
+        .collect();
+    lines.push(if report.applied.is_empty() {
+        format!(
+            "audit store schema already up to date ({} migrations); nothing applied",
+            report.known
+        )
+    } else {
+        format!(
+            "audit store schema up to date ({} migrations, {} applied now)",
+            report.known,
+            report.applied.len()
+        )
+    });
+    lines.extend(
+        grants
+            .iter()
+            .map(|statement| format!("granted: {statement}")),
+    );
+    lines
+}
+
+/// The line `audit prune` prints.
+pub fn prune_line(outcome: &PruneOutcome, retention: keyturn_audit::Retention) -> String {
+    let Some(anchor) = outcome.anchor else {
+        return format!(
+            "nothing to prune: no record from {} on is older than the cut-off {} (retention {retention} at {})",
+            outcome.first_pruned,
+            rfc3339(outcome.cutoff),
+            rfc3339(outcome.now),
+        );
+    };
+    let what = format!(
+        "records {}..={} ({} records, the newest from {}), not newer than the cut-off {} (retention {retention} at {})",
+        outcome.first_pruned,
+        anchor.sequence,
+        anchor.pruned_count,
+        rfc3339(anchor.time),
+        rfc3339(outcome.cutoff),
+        rfc3339(outcome.now),
+    );
+    match &outcome.prune_record {
+        None => format!("dry run: would prune {what}; nothing deleted"),
+        Some(record) => format!(
+            "pruned {what}; anchor sequence {} hash {}; recorded as audit record {} hash {}",
+            anchor.sequence,
+            hex::encode(anchor.hash),
+            record.sequence,
+            hex::encode(record.hash),
+        ),
     }
 }
 
@@ -243,20 +347,83 @@ pub fn run(command: AuditCommand) -> anyhow::Result<bool> {
         match command {
             AuditCommand::Verify(args) => run_verify(args).await,
             AuditCommand::Export(args) => run_export(args).await.map(|()| true),
+            AuditCommand::Migrate(args) => run_migrate(args).await.map(|()| true),
+            AuditCommand::Prune(args) => run_prune(args).await,
         }
     })
 }
 
-async fn run_verify(args: VerifyArgs) -> anyhow::Result<bool> {
-    let mut checkpoints = Vec::new();
-    if let Some(path) = &args.checkpoints {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("read --checkpoints {}", path.display()))?;
-        checkpoints.extend(audit_checkpoints::parse_list(
-            &text,
-            &path.display().to_string(),
-        )?);
+fn read_checkpoints(path: Option<&std::path::Path>) -> anyhow::Result<Vec<Checkpoint>> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read --checkpoints {}", path.display()))?;
+    Ok(audit_checkpoints::parse_list(
+        &text,
+        &path.display().to_string(),
+    )?)
+}
+
+async fn run_migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let store = open_for_admin(&args.store)
+        .await
+        .context("open the audit store --store")?;
+    let result = async {
+        let report = store
+            .apply_migrations()
+            .await
+            .context("apply the audit store's migrations")?;
+        let grants = match &args.grant_to {
+            Some(role) => store
+                .grant_operator_role(role)
+                .await
+                .with_context(|| format!("grant the operator's privileges to role {role:?}"))?,
+            None => Vec::new(),
+        };
+        Ok::<_, anyhow::Error>(migrate_lines(&report, &grants))
     }
+    .await;
+    store.close().await;
+    for line in result? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+async fn run_prune(args: PruneArgs) -> anyhow::Result<bool> {
+    let checkpoints = read_checkpoints(args.checkpoints.as_deref())?;
+    let store = open_for_admin(&args.store)
+        .await
+        .context("open the audit store --store")?;
+    let options = PruneOptions {
+        retention: args.retention,
+        now: None,
+        allow_short_retention: args.allow_short_retention,
+        dry_run: args.dry_run,
+        checkpoints,
+        actor: "keyturn-operator audit prune".to_owned(),
+    };
+    let result = store.prune(&options).await;
+    store.close().await;
+    match result {
+        Ok(outcome) => {
+            println!("{}", prune_line(&outcome, args.retention));
+            Ok(true)
+        }
+        Err(PruneError::ChainInvalid(error)) => {
+            println!(
+                "audit prune refused, nothing deleted: {}",
+                VerifyOutcome::Invalid(error).line()
+            );
+            Ok(false)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn run_verify(args: VerifyArgs) -> anyhow::Result<bool> {
+    let mut checkpoints = read_checkpoints(args.checkpoints.as_deref())?;
     if args.checkpoints_from_cluster {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let config = kube::Config::infer()

@@ -31,7 +31,8 @@ pub enum Command {
     /// Run the controller: reconcile ManagedSecrets in the cluster of the current kubeconfig
     /// (or the in-cluster service account) until SIGTERM or SIGINT.
     Run(Box<RunArgs>),
-    /// Check or export the audit log (for auditors). Opens the store read-only. `verify`
+    /// Check or export the audit log (for auditors; the store opened read-only), or, for its
+    /// administrator, apply the schema and prune records older than the retention. `verify`
     /// exits 0 when the log is intact, 1 when it names a bad record, 2 when it could not check.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -52,6 +53,48 @@ pub enum AuditCommand {
     Verify(VerifyArgs),
     /// Write the records in a time range to standard output.
     Export(ExportArgs),
+    /// Apply the store's schema migrations and print which were applied (none when it is up
+    /// to date). For PostgreSQL, run it as the role that owns the schema; the operator's own
+    /// role needs only INSERT and SELECT (`--grant-to`).
+    Migrate(MigrateArgs),
+    /// Delete the records older than the retention (an administrator's command; the operator
+    /// never deletes). Verifies the chain first, keeps every record younger than the retention
+    /// and leaves an anchor from which `verify` starts. Exits 1 when the chain does not verify.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The audit store: `sqlite:PATH` (created if missing) or a `postgres://` URL of the
+    /// schema's owner.
+    #[arg(long, env = "KEYTURN_AUDIT_STORE")]
+    pub store: String,
+    /// PostgreSQL: also grant this (existing) role what the operator needs: USAGE on the
+    /// schema, SELECT and INSERT on audit_records, SELECT on audit_anchor. Nothing else.
+    #[arg(long)]
+    pub grant_to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The audit store: `sqlite:PATH` or a `postgres://` URL of the schema's owner.
+    #[arg(long, env = "KEYTURN_AUDIT_STORE")]
+    pub store: String,
+    /// How long records are kept: whole calendar years (`7y`) or days (`400d`). A record is
+    /// pruned only when it is at least this old by the database's clock.
+    #[arg(long, default_value = "7y")]
+    pub retention: keyturn_audit::Retention,
+    /// Permit a retention shorter than one year (below every compliance framework's minimum;
+    /// for test installations). The anchor records the cut-off either way.
+    #[arg(long)]
+    pub allow_short_retention: bool,
+    /// Print what would be pruned; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A JSON file of checkpoints kept outside the store (as for `verify`); the chain must
+    /// match them before anything is deleted.
+    #[arg(long)]
+    pub checkpoints: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,10 @@
 //! advisory lock in PostgreSQL — so concurrent appenders (tasks, or several processes) can never
 //! fork the chain; the `UNIQUE` constraint on `previous_hash` is a second guard.
 //!
+//! Retention: [`AuditStore::prune`] (an administrator's call, never the operator's) deletes the
+//! oldest records and leaves an [`Anchor`] in `audit_anchor` in the same transaction, under the
+//! same lock; the schema's triggers allow no other deletion (migration 0003).
+//!
 //! The store takes [`AuditEntry`]s: fingerprints, never credential values. Error messages name
 //! the call and the database's reason; they never contain the connection URL or an entry's
 //! contents.
@@ -26,6 +30,10 @@ use sqlx::{QueryBuilder, Row};
 
 use crate::record::{AuditEntry, AuditRecord, EntryError};
 use crate::verify::{Checkpoint, Verifier, VerifyError, VerifySummary};
+
+mod admin;
+
+pub use admin::{AppliedMigration, MigrationReport, PruneError, PruneOptions, PruneOutcome};
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -73,6 +81,26 @@ pub enum StoreError {
         #[source]
         source: EntryError,
     },
+    /// The schema is not there, or not visible to this role: the operator never applies it to
+    /// PostgreSQL.
+    #[error(
+        "audit store {call}: table audit_records not found (the schema was not applied, or this role has no USAGE on its schema or no search_path to it); run `keyturn-operator audit migrate --store ...` as the schema's owner"
+    )]
+    SchemaMissing { call: &'static str },
+    /// The role may not append or read.
+    #[error(
+        "audit store {call}: this role lacks {privilege} on audit_records; as the schema's owner run `keyturn-operator audit migrate --store ... --grant-to ROLE`"
+    )]
+    PrivilegeMissing {
+        call: &'static str,
+        privilege: &'static str,
+    },
+    /// The call cannot run on this backend or with these arguments.
+    #[error("audit store {call}: {reason}")]
+    Unsupported {
+        call: &'static str,
+        reason: &'static str,
+    },
     /// A stored row cannot be read back as a record (wrong hash length, negative sequence...).
     #[error("audit store {call}: stored record {sequence} is malformed: {reason}")]
     Malformed {
@@ -93,7 +121,11 @@ impl StoreError {
                 MigrateError::Execute(e) => is_retryable_db(e) || is_unavailable(e),
                 _ => false,
             },
-            StoreError::InvalidEntry { .. } | StoreError::Malformed { .. } => false,
+            StoreError::InvalidEntry { .. }
+            | StoreError::Malformed { .. }
+            | StoreError::SchemaMissing { .. }
+            | StoreError::PrivilegeMissing { .. }
+            | StoreError::Unsupported { .. } => false,
         }
     }
 }
@@ -232,16 +264,10 @@ impl AuditStore {
         }
     }
 
-    /// Applies the schema (idempotent).
+    /// Applies the schema (idempotent). [`AuditStore::apply_migrations`] also says what it
+    /// applied.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let result = match &self.backend {
-            Backend::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await,
-            Backend::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
-        };
-        result.map_err(|source| StoreError::Migrate {
-            call: "migrate",
-            source,
-        })
+        self.apply_migrations().await.map(|_| ())
     }
 
     /// Closes the connections.
@@ -447,13 +473,19 @@ impl AuditStore {
         Ok(head.map(|(sequence, hash)| Checkpoint { sequence, hash }))
     }
 
-    /// Reads the whole chain in pages and verifies it against `checkpoints`. The outer error is
-    /// the store's; the inner result is the verification's.
+    /// Reads the whole chain in pages and verifies it against `checkpoints`, from the newest
+    /// prune anchor when there is one. The outer error is the store's; the inner result is the
+    /// verification's.
     pub async fn verify(
         &self,
         checkpoints: &[Checkpoint],
     ) -> Result<Result<VerifySummary, VerifyError>, StoreError> {
-        let mut verifier = Verifier::new(checkpoints);
+        let anchors = self.anchors().await?;
+        let mut verifier = match Verifier::after_anchors(&anchors, checkpoints) {
+            Ok(verifier) => verifier,
+            Err(error) => return Ok(Err(error)),
+        };
+        // From 1, not from after the anchor: a record left at or before it is a finding.
         let mut from = 1;
         loop {
             let page = self.read_range(from, VERIFY_PAGE).await?;

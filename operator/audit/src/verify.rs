@@ -8,12 +8,19 @@
 //! match the record with its sequence, and a checkpoint newer than the last record means the
 //! tail was truncated.
 //!
+//! After a prune, the chain starts at an [`Anchor`] (the last pruned record's sequence and
+//! hash) instead of the genesis hash: [`Verifier::after_anchors`]. Checkpoints before the anchor
+//! are "before the retained range"; one at the anchor must name the anchor's hash; and the
+//! newest anchor must be named by the prune's own record in the retained chain, so an anchor
+//! moved forward over deleted records is caught by the chain itself.
+//!
 //! The hot path allocates nothing per record: [`Verifier::push`] hashes the record's fields
 //! straight into SHA-256.
 
 use std::fmt;
 
 use crate::record::{AuditRecord, GENESIS_HASH};
+use crate::retention::{Anchor, PRUNE_ACTION, anchor_named_by};
 
 /// The head of the chain at some moment, kept outside the store.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +81,24 @@ pub enum VerifyError {
         "audit chain ends at record {last} but a checkpoint names record {checkpoint} (truncated tail)"
     )]
     Truncated { last: u64, checkpoint: u64 },
+    /// The prune anchor at `sequence` disagrees with a checkpoint or with the prune record
+    /// that names it, or a prune record names an anchor the store does not hold.
+    #[error(
+        "prune anchor at record {sequence}: differs from a checkpoint or from the prune record naming it (anchor edited, replaced or deleted)"
+    )]
+    AnchorMismatch { sequence: u64 },
+    /// A record at or before the newest anchor is still stored: the anchor is not immediately
+    /// before the first retained record.
+    #[error(
+        "audit record {found}: at or before the prune anchor (record {anchor}); the anchor does not precede the retained records"
+    )]
+    BeforeAnchor { anchor: u64, found: u64 },
+    /// No record of the retained chain names the newest anchor: it was not written by a prune
+    /// (or was moved forward over deleted records).
+    #[error(
+        "prune anchor at record {sequence}: no AuditPruned record in the retained chain names it (anchor forged or moved)"
+    )]
+    AnchorUnconfirmed { sequence: u64 },
 }
 
 impl VerifyError {
@@ -86,6 +111,9 @@ impl VerifyError {
             VerifyError::SequenceGap { expected, .. }
             | VerifyError::OutOfOrder { expected, .. } => expected,
             VerifyError::Truncated { last, .. } => last + 1,
+            VerifyError::AnchorMismatch { sequence }
+            | VerifyError::AnchorUnconfirmed { sequence } => sequence,
+            VerifyError::BeforeAnchor { found, .. } => found,
         }
     }
 }
@@ -97,8 +125,12 @@ pub struct VerifySummary {
     pub records: u64,
     /// The last record verified (the head), or the start when there were none.
     pub head: Option<Checkpoint>,
-    /// Checkpoints matched.
+    /// Checkpoints matched (including one at the anchor).
     pub checkpoints_matched: usize,
+    /// The newest prune anchor the chain started from; `None`: from the genesis hash.
+    pub anchor: Option<Anchor>,
+    /// Checkpoints naming pruned records (before the anchor): not checkable, not failures.
+    pub checkpoints_before_retained: usize,
 }
 
 /// Streaming verifier: [`push`](Verifier::push) each record in order, then
@@ -112,6 +144,13 @@ pub struct Verifier {
     next_checkpoint: usize,
     records: u64,
     head: Option<Checkpoint>,
+    /// Every anchor in the store, sorted by sequence; the last is the newest.
+    anchors: Vec<(u64, [u8; 32])>,
+    anchor: Option<Anchor>,
+    anchor_confirmed: bool,
+    /// Checkpoints up to the anchor, and of those the ones naming the newest anchor itself.
+    checkpoints_skipped: usize,
+    checkpoints_at_anchor: usize,
 }
 
 impl Verifier {
@@ -135,13 +174,74 @@ impl Verifier {
             next_checkpoint,
             records: 0,
             head: trusted,
+            anchors: Vec::new(),
+            anchor: None,
+            anchor_confirmed: true,
+            checkpoints_skipped: 0,
+            checkpoints_at_anchor: 0,
         }
+    }
+
+    /// A verifier of a pruned chain: starts after the newest of `anchors` (all anchors of the
+    /// store, any order), or from the genesis hash when there are none. Fails at once when a
+    /// checkpoint names an anchor's sequence with another hash.
+    pub fn after_anchors(
+        anchors: &[Anchor],
+        checkpoints: &[Checkpoint],
+    ) -> Result<Verifier, VerifyError> {
+        let Some(newest) = anchors.iter().max_by_key(|a| a.sequence).copied() else {
+            return Ok(Verifier::new(checkpoints));
+        };
+        let mut known: Vec<(u64, [u8; 32])> =
+            anchors.iter().map(|a| (a.sequence, a.hash)).collect();
+        known.sort_unstable();
+        let mut verifier = Verifier::resume(
+            Some(Checkpoint {
+                sequence: newest.sequence,
+                hash: newest.hash,
+            }),
+            checkpoints,
+        );
+        // Checkpoints up to the anchor (sorted, deduplicated) name pruned records: only those
+        // at an anchor's sequence can still be checked, against the anchor's hash.
+        let skipped = verifier.next_checkpoint;
+        let mut at_anchor = 0;
+        for checkpoint in &verifier.checkpoints[..skipped] {
+            match known
+                .iter()
+                .find(|(sequence, _)| *sequence == checkpoint.sequence)
+            {
+                Some((sequence, hash)) if *hash != checkpoint.hash => {
+                    return Err(VerifyError::AnchorMismatch {
+                        sequence: *sequence,
+                    });
+                }
+                Some(_) if checkpoint.sequence == newest.sequence => at_anchor += 1,
+                _ => {}
+            }
+        }
+        // The anchor is where verification starts, not a verified record.
+        verifier.head = None;
+        verifier.anchors = known;
+        verifier.anchor = Some(newest);
+        verifier.anchor_confirmed = false;
+        verifier.checkpoints_skipped = skipped;
+        verifier.checkpoints_at_anchor = at_anchor;
+        Ok(verifier)
     }
 
     /// Checks the next record.
     pub fn push(&mut self, record: &AuditRecord) -> Result<(), VerifyError> {
         let expected = self.next_sequence;
         if record.sequence != expected {
+            if let Some(anchor) = self.anchor
+                && record.sequence <= anchor.sequence
+            {
+                return Err(VerifyError::BeforeAnchor {
+                    anchor: anchor.sequence,
+                    found: record.sequence,
+                });
+            }
             return Err(if record.sequence > expected {
                 VerifyError::SequenceGap {
                     expected,
@@ -169,6 +269,9 @@ impl Verifier {
             }
             self.next_checkpoint += 1;
         }
+        if record.action == PRUNE_ACTION {
+            self.check_prune_record(record)?;
+        }
         self.previous_hash = record.hash;
         self.next_sequence = expected + 1;
         self.records += 1;
@@ -176,8 +279,32 @@ impl Verifier {
         Ok(())
     }
 
-    /// Ends the verification: fails when a checkpoint is newer than the last record.
+    /// A prune record must name an anchor the store holds, with its hash.
+    fn check_prune_record(&mut self, record: &AuditRecord) -> Result<(), VerifyError> {
+        let Some((sequence, hash)) = anchor_named_by(&record.details) else {
+            return Ok(());
+        };
+        match self.anchors.iter().find(|(s, _)| *s == sequence) {
+            Some((_, stored)) if *stored == hash => {
+                if self.anchor.is_some_and(|a| a.sequence == sequence) {
+                    self.anchor_confirmed = true;
+                }
+                Ok(())
+            }
+            _ => Err(VerifyError::AnchorMismatch { sequence }),
+        }
+    }
+
+    /// Ends the verification: fails when a checkpoint is newer than the last record, or when
+    /// no prune record named the newest anchor.
     pub fn finish(self) -> Result<VerifySummary, VerifyError> {
+        if let Some(anchor) = self.anchor
+            && !self.anchor_confirmed
+        {
+            return Err(VerifyError::AnchorUnconfirmed {
+                sequence: anchor.sequence,
+            });
+        }
         if let Some(cp) = self.checkpoints.get(self.next_checkpoint) {
             return Err(VerifyError::Truncated {
                 last: self.next_sequence - 1,
@@ -187,7 +314,10 @@ impl Verifier {
         Ok(VerifySummary {
             records: self.records,
             head: self.head,
-            checkpoints_matched: self.next_checkpoint,
+            checkpoints_matched: self.next_checkpoint - self.checkpoints_skipped
+                + self.checkpoints_at_anchor,
+            anchor: self.anchor,
+            checkpoints_before_retained: self.checkpoints_skipped - self.checkpoints_at_anchor,
         })
     }
 }
@@ -209,6 +339,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::record::AuditEntry;
+    use crate::retention::{Anchor, PRUNE_ACTION};
     use chrono::DateTime;
     use proptest::prelude::*;
 
@@ -354,6 +485,167 @@ mod tests {
             v.push(r).unwrap();
         }
         assert_eq!(v.finish().unwrap().records, 6);
+    }
+
+    // ---- pruned chains: verification from an anchor ----
+
+    /// Records 1..=10, pruned through `through`: the retained records and a prune record (11)
+    /// naming the anchor, as `AuditStore::prune` leaves them.
+    fn pruned(through: u64) -> (Anchor, Vec<AuditRecord>) {
+        let mut records = chain(10);
+        let last = &records[through as usize - 1];
+        let anchor = Anchor {
+            sequence: last.sequence,
+            hash: last.hash,
+            time: last.time,
+            pruned_at: DateTime::from_timestamp(1_900_000_000, 0).unwrap(),
+            cutoff: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            pruned_count: through,
+        };
+        let mut prune = entry(100);
+        prune.action = PRUNE_ACTION.into();
+        prune.details = anchor.prune_record_details();
+        let head = records.last().map(|r| (r.sequence, r.hash));
+        records.push(AuditRecord::chain(head, prune));
+        records.drain(..through as usize);
+        (anchor, records)
+    }
+
+    fn verify_pruned(
+        anchors: &[Anchor],
+        records: &[AuditRecord],
+        checkpoints: &[Checkpoint],
+    ) -> Result<VerifySummary, VerifyError> {
+        let mut verifier = Verifier::after_anchors(anchors, checkpoints)?;
+        for record in records {
+            verifier.push(record)?;
+        }
+        verifier.finish()
+    }
+
+    #[test]
+    fn pruned_chain_verifies_from_its_anchor() {
+        let full = chain(10);
+        let (anchor, records) = pruned(4);
+        let before = Checkpoint::of(&full[1]);
+        let at_anchor = Checkpoint::of(&full[3]);
+        let head = Checkpoint::of(records.last().unwrap());
+        let summary = verify_pruned(&[anchor], &records, &[before, at_anchor, head]).unwrap();
+        assert_eq!(summary.records, 7); // 5..=10 and the prune record
+        assert_eq!(summary.anchor, Some(anchor));
+        assert_eq!(summary.head, Some(head));
+        assert_eq!(summary.checkpoints_matched, 2);
+        assert_eq!(summary.checkpoints_before_retained, 1);
+        // Without anchors, the same records are a gap after record 0.
+        assert_eq!(
+            verify(&records, &[]).unwrap_err(),
+            VerifyError::SequenceGap {
+                expected: 1,
+                found: 5
+            }
+        );
+    }
+
+    #[test]
+    fn pruned_chain_still_names_edits_deletions_and_truncation() {
+        let (anchor, records) = pruned(4);
+        let head = Checkpoint::of(records.last().unwrap());
+
+        let mut edited = records.clone();
+        edited[1].details = "edited".into();
+        assert_eq!(
+            verify_pruned(&[anchor], &edited, &[]).unwrap_err(),
+            VerifyError::HashMismatch { sequence: 6 }
+        );
+
+        // The first retained record deleted: a gap right after the anchor.
+        assert_eq!(
+            verify_pruned(&[anchor], &records[1..], &[]).unwrap_err(),
+            VerifyError::SequenceGap {
+                expected: 5,
+                found: 6
+            }
+        );
+
+        let mut swapped = records.clone();
+        swapped.swap(1, 2);
+        assert!(verify_pruned(&[anchor], &swapped, &[]).is_err());
+
+        assert_eq!(
+            verify_pruned(&[anchor], &records[..3], &[head]).unwrap_err(),
+            VerifyError::AnchorUnconfirmed { sequence: 4 }
+        );
+    }
+
+    #[test]
+    fn edited_anchor_is_detected() {
+        let full = chain(10);
+        let (anchor, records) = pruned(4);
+        // Another hash: the first retained record no longer links to it.
+        let mut edited = anchor;
+        edited.hash[0] ^= 1;
+        assert_eq!(
+            verify_pruned(&[edited], &records, &[]).unwrap_err(),
+            VerifyError::BrokenLink { sequence: 5 }
+        );
+        // ... and a checkpoint kept at the anchor's record says so before any record is read.
+        assert_eq!(
+            verify_pruned(&[edited], &records, &[Checkpoint::of(&full[3])]).unwrap_err(),
+            VerifyError::AnchorMismatch { sequence: 4 }
+        );
+    }
+
+    #[test]
+    fn anchor_moved_forward_over_deleted_records_is_detected() {
+        let full = chain(10);
+        let (anchor, records) = pruned(4);
+        // Records 5 and 6 deleted too, and the anchor rewritten to name record 6.
+        let moved = Anchor {
+            sequence: 6,
+            hash: full[5].hash,
+            ..anchor
+        };
+        assert_eq!(
+            verify_pruned(&[moved], &records[2..], &[]).unwrap_err(),
+            VerifyError::AnchorMismatch { sequence: 4 }
+        );
+        // A second anchor added beside the real one: nothing names it.
+        assert_eq!(
+            verify_pruned(&[anchor, moved], &records[2..], &[]).unwrap_err(),
+            VerifyError::AnchorUnconfirmed { sequence: 6 }
+        );
+    }
+
+    #[test]
+    fn record_left_before_the_anchor_is_detected() {
+        let full = chain(10);
+        let (anchor, records) = pruned(4);
+        let mut with_stray = vec![full[2].clone()];
+        with_stray.extend(records);
+        assert_eq!(
+            verify_pruned(&[anchor], &with_stray, &[]).unwrap_err(),
+            VerifyError::BeforeAnchor {
+                anchor: 4,
+                found: 3
+            }
+        );
+    }
+
+    #[test]
+    fn prune_record_naming_an_unknown_anchor_is_detected() {
+        let (_, records) = pruned(4);
+        // The anchor table emptied: the chain starts after a gap anyway, and a chain that
+        // starts at 1 but carries a prune record names an anchor that is not there.
+        let mut forged = chain(3);
+        let mut prune = entry(50);
+        prune.action = PRUNE_ACTION.into();
+        prune.details = records.last().unwrap().details.clone();
+        let head = forged.last().map(|r| (r.sequence, r.hash));
+        forged.push(AuditRecord::chain(head, prune));
+        assert_eq!(
+            verify(&forged, &[]).unwrap_err(),
+            VerifyError::AnchorMismatch { sequence: 4 }
+        );
     }
 
     // ---- property tests: adversarial chains ----
@@ -581,6 +873,66 @@ mod tests {
             if mutation.detectable_without_checkpoint(original.len()) {
                 prop_assert!(verify(&records, &[]).is_err(), "undetected without checkpoint: {:?}", mutation);
             }
+        }
+
+        #[test]
+        fn any_single_mutation_of_a_pruned_chain_is_detected(
+            entries in proptest::collection::vec(arb_entry(), 2..30),
+            prune in any::<prop::sample::Index>(),
+            mutation in arb_mutation(),
+        ) {
+            // Prune records 1..=k, append the prune record naming the anchor.
+            let mut full = build(entries);
+            let k = 1 + prune.index(full.len() - 1);
+            let last = &full[k - 1];
+            let anchor = Anchor {
+                sequence: last.sequence,
+                hash: last.hash,
+                time: last.time,
+                pruned_at: last.time,
+                cutoff: last.time,
+                pruned_count: k as u64,
+            };
+            let mut prune_entry = entry(0);
+            prune_entry.action = PRUNE_ACTION.into();
+            prune_entry.details = anchor.prune_record_details();
+            let head = full.last().map(|r| (r.sequence, r.hash));
+            full.push(AuditRecord::chain(head, prune_entry));
+            let original: Vec<AuditRecord> = full[k..].to_vec();
+            let head = Checkpoint::of(original.last().unwrap());
+            let summary = verify_pruned(&[anchor], &original, &[head]).unwrap();
+            prop_assert_eq!(summary.records, original.len() as u64);
+
+            let mut records = original.clone();
+            // The attacker's re-hash continues from the anchor, not from the genesis hash.
+            let changed = match mutation {
+                Mutation::EditAndRehash { i, field, seed } => {
+                    let i = i % records.len();
+                    edit(&mut records[i], field, seed);
+                    true
+                }
+                Mutation::DeleteAndRehash { i } => {
+                    let i = i % records.len();
+                    records.remove(i);
+                    true
+                }
+                _ => apply(&mut records, &mutation),
+            };
+            prop_assume!(changed);
+            if matches!(mutation, Mutation::EditAndRehash { .. } | Mutation::DeleteAndRehash { .. }) {
+                let mut previous = anchor.hash;
+                for (i, r) in records.iter_mut().enumerate() {
+                    r.sequence = anchor.sequence + 1 + i as u64;
+                    r.previous_hash = previous;
+                    r.hash = r.compute_hash();
+                    previous = r.hash;
+                }
+                prop_assume!(records != original);
+            }
+            prop_assert!(
+                verify_pruned(&[anchor], &records, &[head]).is_err(),
+                "undetected: {:?}", mutation
+            );
         }
     }
 }

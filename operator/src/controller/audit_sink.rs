@@ -20,8 +20,28 @@ impl AuditSink {
         }
     }
 
-    /// Opens the store named by `--audit-store`: `sqlite:PATH` or a `postgres://` URL.
+    /// Opens the store named by `--audit-store`: `sqlite:PATH` (created and migrated: the
+    /// operator owns the file) or a `postgres://` URL, whose schema the operator never applies
+    /// (its role may only INSERT and SELECT): a missing schema or grant fails here, naming
+    /// `keyturn-operator audit migrate` as the fix, rather than at the first rotation step.
     pub async fn open(location: &str) -> Result<AuditStore, StoreError> {
+        let store = Self::open_unchecked(location).await?;
+        match store.check_schema().await {
+            Ok(true) => Ok(store),
+            Ok(false) => {
+                tracing::warn!(
+                    "the audit store's schema predates this operator (no audit_anchor table): appends work, `keyturn-operator audit prune` does not until the schema's owner runs `keyturn-operator audit migrate --store ...`"
+                );
+                Ok(store)
+            }
+            Err(error) => {
+                store.close().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn open_unchecked(location: &str) -> Result<AuditStore, StoreError> {
         match location.strip_prefix("sqlite:") {
             Some(path) => {
                 let path = path.strip_prefix("//").unwrap_or(path);
