@@ -212,6 +212,8 @@ async fn audit_migrate_grants_an_insert_select_role_that_the_operator_runs_with(
         privileges,
         vec![
             "audit_anchor:SELECT",
+            "audit_append_keys:INSERT",
+            "audit_append_keys:SELECT",
             "audit_records:INSERT",
             "audit_records:SELECT"
         ]

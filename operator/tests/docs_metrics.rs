@@ -24,6 +24,9 @@ fn exported() -> BTreeSet<String> {
     metrics.audit_appended(1);
     metrics.consumer_restarted("Deployment");
     metrics.set_leader(true);
+    metrics.secret_read("Allowed");
+    metrics.set_unexpected_readers("payments", "orders-db", 1);
+    metrics.audit_webhook_request("200");
     metrics
         .encode()
         .lines()

@@ -452,7 +452,7 @@ async fn sqlite_migrations_report_what_they_applied() {
     let store = AuditStore::open_sqlite(&path).await.unwrap(); // migrates on open
     let report = store.apply_migrations().await.unwrap();
     assert!(report.applied.is_empty());
-    assert_eq!(report.known, 2);
+    assert_eq!(report.known, 3);
     assert!(store.check_schema().await.unwrap());
     prune_keeps_every_record_younger_than_the_retention(&store).await;
 }
@@ -592,8 +592,8 @@ async fn postgres_migrate_grant_and_an_insert_select_role() {
         .unwrap();
     let report = owner.apply_migrations().await.unwrap();
     let versions: Vec<i64> = report.applied.iter().map(|m| m.version).collect();
-    assert_eq!(versions, vec![1, 2]);
-    assert_eq!(report.applied[1].description, "audit anchor");
+    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(report.applied[2].description, "audit anchor");
     // Twice: nothing applied.
     assert!(owner.apply_migrations().await.unwrap().applied.is_empty());
 
@@ -777,4 +777,34 @@ async fn postgres_triggers_allow_only_a_prunes_deletion() {
     conn.close().await.unwrap();
     store.close().await;
     pg.drop().await;
+}
+
+/// Prune drops the dedupe keys of the records it prunes and keeps the others: a key of a
+/// retained record still deduplicates, a pruned record's key no longer does.
+#[tokio::test]
+async fn sqlite_prune_drops_the_dedupe_keys_of_pruned_records_only() {
+    let db = sqlite().await;
+    let c = cutoff();
+    let keyed = |key: &str, time: i64, n: u32| keyturn_audit::KeyedEntries {
+        key: key.to_owned(),
+        entries: vec![entry_at(time, n)],
+    };
+    let first = db
+        .store
+        .append_batch_once(&[keyed("old", c - 60, 1), keyed("young", c + 60, 2)])
+        .await
+        .unwrap();
+    assert_eq!(first.records.len(), 2);
+    let pruned = db.store.prune(&options(Retention::DEFAULT)).await.unwrap();
+    assert_eq!(pruned.anchor.unwrap().sequence, 1);
+    let again = db
+        .store
+        .append_batch_once(&[keyed("young", c + 60, 2), keyed("old", c - 60, 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        again.duplicate_keys, 1,
+        "the retained record's key still deduplicates"
+    );
+    assert_eq!(again.records.len(), 1, "the pruned record's key is gone");
 }
