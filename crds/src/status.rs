@@ -102,6 +102,7 @@ pub struct ReadBy {
     pub user: String,
     /// `get`, `list` or `watch`.
     pub verb: String,
+    /// When the API server received the request.
     pub time: chrono::DateTime<chrono::Utc>,
 }
 

@@ -188,33 +188,48 @@ pub(crate) async fn accept_until<F, Fut>(
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    state: Arc<HttpState>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn serve_connection(stream: TcpStream, state: Arc<HttpState>, stop: watch::Receiver<bool>) {
     let service = service_fn(move |request: Request<Incoming>| {
         let response = respond(&state, &request);
         async move { Ok::<_, Infallible>(response) }
     });
+    serve_http1(stream, service, stop, HEADER_READ_TIMEOUT, "metrics").await;
+}
+
+/// Serves one HTTP/1 connection until the client closes it or `stop` turns true; then the
+/// request in flight finishes and the connection closes instead of being kept alive.
+pub(crate) async fn serve_http1<IO, S, B>(
+    io: IO,
+    service: S,
+    mut stop: watch::Receiver<bool>,
+    header_read_timeout: Duration,
+    what: &'static str,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Send,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+        .header_read_timeout(header_read_timeout);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
         // The guard `wait_for` returns is not Send: drop it inside the branch future.
         () = async { drop(stop.wait_for(|stopped| *stopped).await) } => {
-            // Finish the request in flight, then close instead of keeping the connection alive.
             connection.as_mut().graceful_shutdown();
             connection.await
         }
     };
     if let Err(error) = result {
-        // Clients hanging up mid-request are routine for probes; nothing to act on.
-        tracing::debug!(%error, "serve a metrics connection");
+        // Clients hanging up mid-request are routine (probes, retries); nothing to act on.
+        tracing::debug!(%error, "serve a {what} connection");
     }
 }
 

@@ -16,10 +16,8 @@ use hyper::body::Incoming;
 use hyper::header::{
     ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use keyturn_audit::AuditStore;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
@@ -82,7 +80,7 @@ async fn serve_connection(
     stream: TcpStream,
     acceptor: TlsAcceptor,
     state: Arc<WebhookState>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
@@ -107,22 +105,7 @@ async fn serve_connection(
             Ok::<_, Infallible>(response)
         }
     });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    let mut connection = std::pin::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = async { drop(stop.wait_for(|stopped| *stopped).await) } => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, "serve an audit webhook connection");
-    }
+    crate::http::serve_http1(stream, service, stop, HEADER_READ_TIMEOUT, "audit webhook").await;
 }
 
 async fn respond(state: &WebhookState, request: Request<Incoming>) -> Response<Full<Bytes>> {
