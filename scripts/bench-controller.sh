@@ -10,8 +10,9 @@
 #
 # Variables: KEYTURN_BENCH_ROTATIONS (200), KEYTURN_BENCH_CONCURRENCY (8),
 # KEYTURN_BENCH_OBJECTS (10000), KEYTURN_BENCH_UNRELATED (2000 unrelated Secrets).
-# The operator is the debug build the tests use (a release build of the workspace takes long on
-# small machines); docs/performance.md says which build each figure comes from.
+# KEYTURN_BENCH_PROFILE=release runs a release build of the operator binary (only the binary is
+# built in release; the benchmark driver and the API stand-in stay debug). Default: the debug
+# build the tests use. docs/performance.md says which build each figure comes from.
 set -euo pipefail
 
 # shellcheck source=lib/common.sh
@@ -23,5 +24,10 @@ cd "${KEYTURN_ROOT}"
 backends_install_traps
 backends_install
 backends_start
-cargo build --locked -q -p keyturn-operator
+if [[ "${KEYTURN_BENCH_PROFILE:-debug}" == release ]]; then
+    cargo build --locked -q --release -p keyturn-operator
+    export KEYTURN_OPERATOR_BIN="${CARGO_TARGET_DIR:-${KEYTURN_TARGET}}/release/keyturn-operator"
+else
+    cargo build --locked -q -p keyturn-operator
+fi
 cargo bench --locked -q --profile dev -p keyturn-e2e --bench controller
