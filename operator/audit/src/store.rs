@@ -171,6 +171,36 @@ fn db_error(call: &'static str, source: sqlx::Error) -> StoreError {
     }
 }
 
+/// Runs a record query on whichever backend the store has and decodes the rows: the two arms
+/// differ only in the SQL dialect and the pool type, so `$bind` adds the same parameters to both.
+macro_rules! fetch_records {
+    ($store:expr, $call:expr, $sqlite:expr, $postgres:expr, |$query:ident| $bind:expr) => {{
+        let err = |e| db_error($call, e);
+        match &$store.backend {
+            Backend::Sqlite(pool) => {
+                let $query = sqlx::query($sqlite);
+                $bind
+                    .fetch_all(pool)
+                    .await
+                    .map_err(err)?
+                    .iter()
+                    .map(|row| record_from_row(row, $call))
+                    .collect()
+            }
+            Backend::Postgres(pool) => {
+                let $query = sqlx::query($postgres);
+                $bind
+                    .fetch_all(pool)
+                    .await
+                    .map_err(err)?
+                    .iter()
+                    .map(|row| record_from_row(row, $call))
+                    .collect()
+            }
+        }
+    }};
+}
+
 /// The append-only audit store.
 #[derive(Debug, Clone)]
 pub struct AuditStore {
@@ -394,31 +424,17 @@ impl AuditStore {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         const CALL: &str = "read_action_since";
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let err = |e| db_error(CALL, e);
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlx::query(ACTION_SQL_SQLITE)
+        fetch_records!(
+            self,
+            CALL,
+            ACTION_SQL_SQLITE,
+            ACTION_SQL_POSTGRES,
+            |query| query
                 .bind(action)
                 .bind(after)
                 .bind(since.timestamp())
                 .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await
-                .map_err(err)?
-                .iter()
-                .map(|row| record_from_row(row, CALL))
-                .collect(),
-            Backend::Postgres(pool) => sqlx::query(ACTION_SQL_POSTGRES)
-                .bind(action)
-                .bind(after)
-                .bind(since.timestamp())
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await
-                .map_err(err)?
-                .iter()
-                .map(|row| record_from_row(row, CALL))
-                .collect(),
-        }
+        )
     }
 
     /// Up to `limit` records with `sequence >= from`, in sequence order.
@@ -426,27 +442,9 @@ impl AuditStore {
         const CALL: &str = "read_range";
         let from = i64::try_from(from).unwrap_or(i64::MAX);
         let limit = i64::from(limit);
-        let err = |e| db_error(CALL, e);
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlx::query(RANGE_SQL_SQLITE)
-                .bind(from)
-                .bind(limit)
-                .fetch_all(pool)
-                .await
-                .map_err(err)?
-                .iter()
-                .map(|row| record_from_row(row, CALL))
-                .collect(),
-            Backend::Postgres(pool) => sqlx::query(RANGE_SQL_POSTGRES)
-                .bind(from)
-                .bind(limit)
-                .fetch_all(pool)
-                .await
-                .map_err(err)?
-                .iter()
-                .map(|row| record_from_row(row, CALL))
-                .collect(),
-        }
+        fetch_records!(self, CALL, RANGE_SQL_SQLITE, RANGE_SQL_POSTGRES, |query| {
+            query.bind(from).bind(limit)
+        })
     }
 
     /// The newest record's `(sequence, hash)`: what to keep as a checkpoint outside the store.
